@@ -1,0 +1,59 @@
+"""The `kist-harness` command: the only place that prints results or exits.
+
+Each subcommand lives in ``harness.commands.<name>`` with ``register(subparsers)``;
+modules import their heavy dependencies (docker, paramiko, matplotlib) inside the
+functions that need them, so ``kist-harness model replay`` starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+
+COMMANDS = ("model", "host", "build", "net", "collect", "deploy", "run", "report")
+
+log = logging.getLogger("harness")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kist-harness",
+        description="Check that a Tor relay's socket scheduler does what the model says, "
+        "and measure what it does to latency and throughput.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"harness.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"harness.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"kist-harness {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"kist-harness {args.command}: interrupted; cleaned up what was started", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""stem event classes for the patch's events, and any parsed event → a typed Record.
+
+stem 1.8.2 parses an unknown event name as a bare ``Event``; registering a subclass in
+``stem.response.events.EVENT_TYPE_TO_CLASS`` gives it typed fields. The patch's events
+are single lines of ``key=value`` tokens, parsed here with ``_SKIP_PARSING`` set: stem's
+own keyword parser matches ``^(.*) key=value$`` from the end of the line once per token,
+which is quadratic on a run record with hundreds of tokens.
+
+A line that does not parse becomes an ERROR record holding the raw line: never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import stem
+import stem.response
+import stem.response.events as stem_events
+
+from harness.control.records import Record, error_record
+
+log = logging.getLogger(__name__)
+
+# Standard events the collector always asks for, and those tor only emits in testing
+# networks (TestingEnableConnBwEvent / TestingEnableCellStatsEvent; CIRC_BW needs nothing).
+STANDARD_EVENTS = ("BW", "ORCONN", "CIRC")
+OPTIONAL_EVENTS = ("CONN_BW", "CIRC_BW", "CELL_STATS")
+# GETCONF option that must be 1 for tor to emit the event at all.
+EVENT_ENABLING_OPTION = {"CONN_BW": "TestingEnableConnBwEvent",
+                         "CELL_STATS": "TestingEnableCellStatsEvent"}
+
+# Fields stem parses that must never reach a store or a log.
+_SECRET_FIELDS = frozenset({"socks_password", "socks_username"})
+# Derived attributes worth keeping beyond the positional and keyword arguments.
+_EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
+    "ORCONN": ("endpoint_fingerprint", "endpoint_nickname", "endpoint_address", "endpoint_port"),
+}
+
+
+def _convert_value(text: str, kind: str) -> Any:
+    if kind == "int":
+        return int(text)
+    if kind == "float":  # decimal or C99 hex (%a), so doubles stay exact
+        return float.fromhex(text) if "0x" in text.lower() else float(text)
+    if kind == "intlist":
+        return [int(v) for v in text.split(",")] if text else []
+    return text
+
+
+class KeyValueEvent(stem_events.Event):
+    """A single-line event of ``key=value`` tokens with a declared type per known key.
+
+    Unknown keys are kept as strings (a newer patch may add fields); a missing required
+    key or a value of the wrong type raises ``ProtocolError`` quoting the line.
+    """
+
+    _SKIP_PARSING = True
+    FIELDS: Mapping[str, str] = {}       # key -> int | float | intlist | str
+    REQUIRED: frozenset[str] = frozenset()
+
+    fields: dict[str, Any]
+
+    def _parse(self) -> None:
+        tokens = str(self).split()
+        self.positional_args = []
+        self.keyword_args = {}
+        values: dict[str, Any] = {}
+        for token in tokens[1:]:
+            key, sep, text = token.partition("=")
+            if not sep or not key:
+                raise stem.ProtocolError(f"{self.type} token {token!r} is not key=value: {self}")
+            if key in values:
+                raise stem.ProtocolError(f"{self.type} repeats key {key!r}: {self}")
+            try:
+                values[key] = _convert_value(text, self.FIELDS.get(key, "str"))
+            except ValueError as exc:
+                raise stem.ProtocolError(
+                    f"{self.type} field {key}={text!r} is not a valid {self.FIELDS[key]}: {self}") from exc
+        missing = self.REQUIRED - values.keys()
+        if missing:
+            raise stem.ProtocolError(f"{self.type} lacks {', '.join(sorted(missing))}: {self}")
+        self.fields = values
+
+
+def define_kv_event(name: str, fields: Mapping[str, str], required: tuple[str, ...] = ()
+                    ) -> type[KeyValueEvent]:
+    """A KeyValueEvent subclass for one of the patch's events, registered with stem."""
+    cls = type(f"{name.title().replace('_', '')}Event", (KeyValueEvent,),
+               {"FIELDS": dict(fields), "REQUIRED": frozenset(required or fields)})
+    stem_events.EVENT_TYPE_TO_CLASS[name] = cls
+    CUSTOM_EVENTS[name] = cls
+    return cls
+
+
+class KistRunEvent(stem_events.Event):
+    """One KIST scheduler run; the payload is parsed by ``kist_reference.trace``.
+
+    ``run`` holds the parsed run record; ``payload`` the text after the event name, which
+    the store keeps so the JSON-lines export for replay is lossless.
+    """
+
+    _SKIP_PARSING = True
+    payload: str
+    run: Any
+
+    def _parse(self) -> None:
+        self.positional_args = []
+        self.keyword_args = {}
+        self.payload = str(self)[len(self.type):].strip()
+        self.run = parse_run_payload(self.payload)
+
+
+def parse_run_payload(payload: str) -> Any:
+    """kist_reference.trace's parser for a KIST_RUN payload; its errors become ProtocolError."""
+    try:
+        from kist_reference import trace
+    except ImportError as exc:  # the model package is built alongside; say so per line
+        raise stem.ProtocolError(f"kist_reference.trace is unavailable ({exc})") from exc
+    parser: Callable[[str], Any] | None = getattr(trace, "parse_event", None)
+    if parser is None:
+        raise stem.ProtocolError("kist_reference.trace has no parse_event()")
+    try:
+        return parser(payload)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed line
+        raise stem.ProtocolError(f"KIST_RUN payload does not parse: {exc}") from exc
+
+
+KIST_RUN = "KIST_RUN"
+CUSTOM_EVENTS: dict[str, type[stem_events.Event]] = {KIST_RUN: KistRunEvent}
+stem_events.EVENT_TYPE_TO_CLASS[KIST_RUN] = KistRunEvent
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def event_fields(event: stem_events.Event) -> dict[str, Any]:
+    """The typed fields of a parsed event, JSON-ready, without secrets."""
+    if isinstance(event, KeyValueEvent):
+        return dict(event.fields)
+    if isinstance(event, KistRunEvent):
+        to_dict = getattr(event.run, "to_dict", None)
+        return {"payload": event.payload, **({"run": to_dict()} if callable(to_dict) else {})}
+    cls = type(event)
+    if cls is stem_events.Event:  # an event stem has no class for: keep its arguments
+        return {"args": list(event.positional_args), "kw": dict(event.keyword_args)}
+    names = (*cls._POSITIONAL_ARGS, *cls._KEYWORD_ARGS.values(), *_EXTRA_FIELDS.get(event.type, ()))
+    return {n: _jsonable(getattr(event, n, None)) for n in names
+            if n not in _SECRET_FIELDS and getattr(event, n, None) is not None}
+
+
+_SECRET_TOKEN = re.compile(r"(SOCKS_USERNAME|SOCKS_PASSWORD)=(\"[^\"]*\"|\S*)")
+
+
+def _redact(text: str) -> str:
+    """Raw lines are kept for re-parsing, but a client's SOCKS credentials are not."""
+    return _SECRET_TOKEN.sub(r"\1=<redacted>", text)
+
+
+def to_record(message: stem.response.ControlMessage, arrived: float) -> Record:
+    """Parse one raw 650 message with stem into a Record; a malformed one into an ERROR record."""
+    try:
+        stem.response.convert("EVENT", message)
+        assert isinstance(message, stem_events.Event)
+        return Record(message.type, arrived, event_fields(message))
+    except Exception as exc:  # noqa: BLE001 - any parse failure is recorded, never raised
+        raw = str(message) or message.raw_content().strip()
+        reason = str(exc).split(": ")[0][:200] or type(exc).__name__
+        return error_record(arrived, _redact(raw), _redact(reason))
+
+
+def parse_line(line: str, arrived: float = 0.0) -> Record:
+    """A wire line (``650 NAME ...``) → Record; for tests and replaying recorded lines."""
+    try:
+        message = stem.response.ControlMessage.from_str(line, normalize=True)
+    except Exception as exc:  # noqa: BLE001 - framing errors are malformed lines too
+        return error_record(arrived, line, f"unframed: {exc}")
+    return to_record(message, arrived)

@@ -1,0 +1,1 @@
+"""The paper-style report: store -> ReportData (load.py) -> figures and pages (page.py)."""

@@ -23,6 +23,7 @@ SCHEDULERS = ("KIST", "KISTLite", "Vanilla")
 KIST_OUTCOMES = ("1", "2", "3", "4", "closed", "empty")
 VANILLA_OUTCOMES = ("short", "readd", "wtw", "wfc", "idle", "none")
 EXTERNAL_CALLS = ("hw", "ww", "dw", "rel")
+SCHED_STATES = ("I", "C", "W", "P")  # IDLE, WAITING_FOR_CELLS, WAITING_TO_WRITE, PENDING
 
 
 class TraceError(ValueError):
@@ -70,6 +71,7 @@ class ChannelSnapshot:
     outbuf: int
     limit: int | None
     written: int | None
+    state: str
     mux: MuxSnapshot
 
 
@@ -173,21 +175,35 @@ class Outcome(NamedTuple):
     outcome: str
 
 
+class DestroyFailed(NamedTuple):
+    chan: int
+
+
+class EndWrite(NamedTuple):
+    """An end-of-run kernel write (HT_FOREACH_FN over the run's outbuf table)."""
+
+    chan: int
+    before: int
+    after: int
+
+
 Step: TypeAlias = (
     Pop | ShouldWrite | KernelWrite | CanWrite | Writeable | CellFlush | DestroyFlush
-    | StaleQueue | WriteFailed | LeftOpen | Snapshot | External | Outcome
+    | StaleQueue | WriteFailed | LeftOpen | Snapshot | External | Outcome | DestroyFailed | EndWrite
 )
 
 # op letter <-> step type, and which fields are booleans / strings on the wire
 STEP_TYPES: dict[str, type[Any]] = {
     "p": Pop, "s": ShouldWrite, "w": KernelWrite, "c": CanWrite, "v": Writeable,
     "f": CellFlush, "d": DestroyFlush, "e": StaleQueue, "y": WriteFailed, "l": LeftOpen,
-    "n": Snapshot, "x": External, "k": Outcome,
+    "n": Snapshot, "x": External, "k": Outcome, "z": DestroyFailed, "W": EndWrite,
 }
 STEP_OPS: dict[type[Any], str] = {cls: op for op, cls in STEP_TYPES.items()}
 _STEP_ARITY = {op: len(cls._fields) for op, cls in STEP_TYPES.items()}
 _BOOL_STEPS = {"s": 2, "c": 1}  # op -> index of its boolean field
 _STR_STEPS = {"x": 1, "k": 1}  # op -> index of its string field
+# ops whose fields are all ints in JSON (booleans travel as 0/1 but must become bool)
+_INT_STEPS = {op: cls for op, cls in STEP_TYPES.items() if op not in _BOOL_STEPS and op not in _STR_STEPS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +221,15 @@ class RunRecord:
     snapshots: tuple[ChannelSnapshot, ...]
     sock: tuple[SockRead, ...]
     steps: tuple[Step, ...]
-    end_writes: tuple[KernelWrite, ...]
     readd: tuple[int, ...]
     final: tuple[int, ...]
     diff_ms: int
     next_us: int
+
+    @property
+    def end_writes(self) -> tuple[EndWrite, ...]:
+        """The end-of-run kernel writes, in Tor's order."""
+        return tuple(s for s in self.steps if type(s) is EndWrite)
 
     @property
     def pending(self) -> tuple[int, ...]:
@@ -238,6 +258,10 @@ class RunRecord:
                                  field="STEPS")
             if isinstance(step, Snapshot) and not 0 <= step.snap < len(self.snapshots):
                 raise TraceError(f"step {i}: snapshot {step.snap} does not exist", field="STEPS")
+        for i, snap in enumerate(self.snapshots):
+            if snap.state not in SCHED_STATES:
+                raise TraceError(f"snapshot {i}: state {snap.state!r} is not one of {', '.join(SCHED_STATES)}",
+                                 field="CHANS")
         return self
 
 
@@ -289,7 +313,7 @@ def _fields(item: str, n: int, field: str) -> list[str]:
 
 
 _HEADER_KEYS = ("V", "RUN", "SCHED", "T0", "TI", "T1", "IVAL", "FACTOR", "NOKS", "HW", "EWMAF",
-                "TICKLEN", "NPEND", "CHANS", "MUX", "HEAP", "SOCK", "STEPS", "EW", "READD", "FINAL",
+                "TICKLEN", "NPEND", "CHANS", "MUX", "HEAP", "SOCK", "STEPS", "READD", "FINAL",
                 "DIFF", "NEXT")
 
 
@@ -305,6 +329,9 @@ def _keywords(line: str) -> dict[str, str]:
         if not sep:
             raise TraceError(f"token {token!r} is not key=value", field="")
         kw[key] = value
+    if "EW" in kw:
+        raise TraceError("EW is not part of format version 1 any more: end-of-run kernel writes are W steps "
+                         "at the end of STEPS (docs/trace-format.md, 'End of run')", field="EW")
     missing = [k for k in _HEADER_KEYS if k not in kw]
     if missing:
         raise TraceError(f"missing key(s) {', '.join(missing)}; is this a {EVENT_NAME} line of format "
@@ -349,7 +376,7 @@ def parse_wire(line: str) -> RunRecord:
     kw = _keywords(line)
     heap_items = [_fields(i, 4, "HEAP") for i in _items(kw["HEAP"])]
     mux_items = [_fields(i, 5, "MUX") for i in _items(kw["MUX"])]
-    chan_items = [_fields(i, 6, "CHANS") for i in _items(kw["CHANS"])]
+    chan_items = [_fields(i, 7, "CHANS") for i in _items(kw["CHANS"])]
     if len(mux_items) != len(chan_items):
         raise TraceError(f"{len(chan_items)} CHANS elements but {len(mux_items)} MUX elements", field="MUX")
     snaps: list[ChannelSnapshot] = []
@@ -364,13 +391,9 @@ def parse_wire(line: str) -> RunRecord:
         pos += nheap
         mux = MuxSnapshot(_int(m[0], "MUX"), _int(m[1], "MUX"), _flag(m[2], "MUX"), _int(m[3], "MUX"), heap)
         snaps.append(ChannelSnapshot(_int(c[0], "CHANS"), _flag(c[1], "CHANS"), _flag(c[2], "CHANS"),
-                                     _int(c[3], "CHANS"), _opt(c[4], "CHANS"), _opt(c[5], "CHANS"), mux))
+                                     _int(c[3], "CHANS"), _opt(c[4], "CHANS"), _opt(c[5], "CHANS"), c[6], mux))
     if pos != len(heap_items):
         raise TraceError(f"{len(heap_items) - pos} HEAP entries belong to no MUX element", field="HEAP")
-    end_writes = []
-    for item in _items(kw["EW"]):
-        f = _fields(item, 3, "EW")
-        end_writes.append(KernelWrite(_int(f[0], "EW"), _int(f[1], "EW"), _int(f[2], "EW")))
     return RunRecord(
         version=_int(kw["V"], "V"), run=_int(kw["RUN"], "RUN"), sched=kw["SCHED"],
         t0_ns=_int(kw["T0"], "T0"), ti_ns=_int(kw["TI"], "TI"), t1_ns=_int(kw["T1"], "T1"),
@@ -380,7 +403,6 @@ def parse_wire(line: str) -> RunRecord:
         snapshots=tuple(snaps),
         sock=tuple(_parse_sock(i) for i in _items(kw["SOCK"])),
         steps=tuple(_parse_step(i) for i in _items(kw["STEPS"])),
-        end_writes=tuple(end_writes),
         readd=tuple(_int(i, "READD") for i in _items(kw["READD"])),
         final=tuple(_int(i, "FINAL") for i in _items(kw["FINAL"])),
         diff_ms=_int(kw["DIFF"], "DIFF"), next_us=_int(kw["NEXT"], "NEXT"),
@@ -410,7 +432,7 @@ def _dash(v: int | None) -> str:
 def to_wire(rec: RunRecord) -> str:
     """The event line Tor emits for this record (without the ``650 `` prefix)."""
     p = rec.params
-    chans = ",".join(f"{s.chan}:{int(s.open)}:{int(s.wide)}:{s.outbuf}:{_dash(s.limit)}:{_dash(s.written)}"
+    chans = ",".join(f"{s.chan}:{int(s.open)}:{int(s.wide)}:{s.outbuf}:{_dash(s.limit)}:{_dash(s.written)}:{s.state}"
                      for s in rec.snapshots)
     mux = ",".join(f"{s.mux.n_cells}:{s.mux.destroy_q}:{int(s.mux.last_destroy)}:{s.mux.recal}:{len(s.mux.heap)}"
                    for s in rec.snapshots)
@@ -422,7 +444,6 @@ def to_wire(rec: RunRecord) -> str:
         f"TICKLEN={p.ewma_tick_len}", f"NPEND={rec.n_pending}", f"CHANS={chans}", f"MUX={mux}",
         f"HEAP={heap}", f"SOCK={','.join(_wire_sock(s) for s in rec.sock)}",
         f"STEPS={','.join(_wire_step(s) for s in rec.steps)}",
-        f"EW={','.join(f'{w.chan}:{w.before}:{w.after}' for w in rec.end_writes)}",
         f"READD={','.join(map(str, rec.readd))}", f"FINAL={','.join(map(str, rec.final))}",
         f"DIFF={rec.diff_ms}", f"NEXT={rec.next_us}",
     ])
@@ -453,7 +474,7 @@ def to_dict(rec: RunRecord) -> dict[str, Any]:
         "n_pending": rec.n_pending,
         "snapshots": [
             {"chan": s.chan, "open": s.open, "wide": s.wide, "outbuf": s.outbuf, "limit": s.limit,
-             "written": s.written,
+             "written": s.written, "state": s.state,
              "mux": {"n_cells": s.mux.n_cells, "destroy_q": s.mux.destroy_q, "last_destroy": s.mux.last_destroy,
                      "recal": s.mux.recal,
                      "heap": [{"circ": h.circ, "count": _hexf(h.count), "tick": h.tick, "qlen": h.qlen}
@@ -461,7 +482,6 @@ def to_dict(rec: RunRecord) -> dict[str, Any]:
             for s in rec.snapshots],
         "sock": [sock(s) for s in rec.sock],
         "steps": [step(s) for s in rec.steps],
-        "end_writes": [[w.chan, w.before, w.after] for w in rec.end_writes],
         "readd": list(rec.readd), "final": list(rec.final),
         "diff_ms": rec.diff_ms, "next_us": rec.next_us,
     }
@@ -505,7 +525,7 @@ def from_dict(d: Any) -> RunRecord:
                 raise TraceError(f"{val!r} is neither an integer nor null", field=f"{sp}{name}")
         snaps.append(ChannelSnapshot(
             _get(s, "chan", int, sp), _get(s, "open", bool, sp), _get(s, "wide", bool, sp),
-            _get(s, "outbuf", int, sp), limit, written,
+            _get(s, "outbuf", int, sp), limit, written, _get(s, "state", str, sp),
             MuxSnapshot(_get(m, "n_cells", int, f"{sp}mux."), _get(m, "destroy_q", int, f"{sp}mux."),
                         _get(m, "last_destroy", bool, f"{sp}mux."), _get(m, "recal", int, f"{sp}mux."), heap)))
     socks: list[SockRead] = []
@@ -520,6 +540,12 @@ def from_dict(d: Any) -> RunRecord:
                                  _get(s, "notsent", int, sp)))
     steps: list[Step] = []
     for i, raw in enumerate(_get(d, "steps", list, "")):
+        # Fast path (most steps): a known op whose fields are all plain ints.
+        if type(raw) is list and raw:
+            cls = _INT_STEPS.get(raw[0])
+            if cls is not None and len(raw) == _STEP_ARITY[raw[0]] + 1 and all(type(v) is int for v in raw[1:]):
+                steps.append(cls(*raw[1:]))
+                continue
         if not isinstance(raw, list) or not raw or raw[0] not in STEP_TYPES:
             raise TraceError(f"{raw!r} is not [op, field, ...] with a known op", field=f"steps[{i}]")
         op = raw[0]
@@ -538,11 +564,9 @@ def from_dict(d: Any) -> RunRecord:
                 raise TraceError(f"field {j + 1} of {raw!r} has the wrong type", field=f"steps[{i}]")
             vals.append(v)
         steps.append(STEP_TYPES[op](*vals))
-    end_writes = []
-    for i, w in enumerate(_get(d, "end_writes", list, "")):
-        if not (isinstance(w, list) and len(w) == 3 and all(isinstance(x, int) for x in w)):
-            raise TraceError(f"{w!r} is not [chan, before, after]", field=f"end_writes[{i}]")
-        end_writes.append(KernelWrite(*w))
+    if "end_writes" in d:
+        raise TraceError("end_writes is not part of format version 1 any more: end-of-run kernel writes are "
+                         "W steps at the end of steps (docs/trace-format.md, 'End of run')", field="end_writes")
 
     def ids(key: str) -> tuple[int, ...]:
         vals = _get(d, key, list, "")
@@ -557,7 +581,7 @@ def from_dict(d: Any) -> RunRecord:
                       _get(p, "no_kernel_support", bool, "params."), _get(p, "orconn_highwater", int, "params."),
                       _jflt(p, "ewma_scale_factor", "params."), _get(p, "ewma_tick_len", int, "params.")),
         n_pending=_get(d, "n_pending", int, ""), snapshots=tuple(snaps), sock=tuple(socks), steps=tuple(steps),
-        end_writes=tuple(end_writes), readd=ids("readd"), final=ids("final"),
+        readd=ids("readd"), final=ids("final"),
         diff_ms=_get(d, "diff_ms", int, ""), next_us=_get(d, "next_us", int, ""),
     ).validate()
 

@@ -29,7 +29,8 @@ def test_documented_example_parses_into_the_documented_record() -> None:
     assert rec.sock[0] == t.TcpInfo(cwnd=4, unacked=2, mss=1448, notsent=0)
     assert rec.steps[2] == t.CellFlush(5, 2147483650, 40, 1200)
     assert rec.steps[5] == t.ShouldWrite(5, 514, False)
-    assert rec.end_writes == (t.KernelWrite(9, 1028, 0), t.KernelWrite(5, 514, 0))
+    assert rec.end_writes == (t.EndWrite(9, 1028, 0), t.EndWrite(5, 514, 0))
+    assert {s.state for s in rec.snapshots} == {"P"}
     assert rec.readd == () and rec.final == () and rec.next_us == -1
 
 
@@ -53,6 +54,9 @@ def test_every_step_op_is_documented() -> None:
         (lambda s: s.replace("V=1 ", "V=9 "), "V"),
         (lambda s: s.replace("k:9:2", "k:9:7"), "STEPS"),
         (lambda s: s.replace("MUX=1:0:0:40:1", "MUX=1:0:0:40:3"), "HEAP"),
+        (lambda s: s.replace(":0:P,", ":0:Q,"), "CHANS"),
+        (lambda s: s.replace(":0:P,", ":0,"), "CHANS"),
+        (lambda s: s.replace(" READD=", " EW=9:1028:0 READD="), "EW"),
     ],
 )
 def test_bad_wire_lines_name_the_field(mutate, field) -> None:
@@ -93,7 +97,7 @@ def records(draw: st.DrawFn) -> t.RunRecord:
     snaps = tuple(
         t.ChannelSnapshot(
             draw(ids), draw(st.booleans()), draw(st.booleans()), draw(u32),
-            draw(st.none() | u32), draw(st.none() | u32),
+            draw(st.none() | u32), draw(st.none() | u32), draw(st.sampled_from(t.SCHED_STATES)),
             t.MuxSnapshot(draw(u32), draw(u32), draw(st.booleans()), draw(u32),
                           tuple(draw(st.lists(st.builds(t.HeapEntry, u32, doubles, u32, u32), max_size=3)))))
         for _ in range(n + extra))
@@ -107,7 +111,8 @@ def records(draw: st.DrawFn) -> t.RunRecord:
         st.builds(t.Writeable, ids, u32), st.builds(t.CellFlush, ids, u32, u32, u32),
         st.builds(t.DestroyFlush, ids), st.builds(t.StaleQueue, ids, u32), st.builds(t.WriteFailed, ids, u32),
         st.builds(t.LeftOpen, ids), st.builds(t.External, ids, st.sampled_from(t.EXTERNAL_CALLS)),
-        st.builds(t.Outcome, ids, st.sampled_from(outcomes)),
+        st.builds(t.Outcome, ids, st.sampled_from(outcomes)), st.builds(t.DestroyFailed, ids),
+        st.builds(t.EndWrite, ids, u32, u32),
         *([st.builds(t.Snapshot, st.integers(0, n + extra - 1))] if n + extra else []),
     )
     return t.RunRecord(
@@ -115,7 +120,6 @@ def records(draw: st.DrawFn) -> t.RunRecord:
         t.Params(draw(st.integers(1, 100)), draw(doubles), draw(st.booleans()), draw(u32), draw(doubles),
                  draw(st.integers(1, 900))),
         n, snaps, socks, tuple(draw(st.lists(step, max_size=20))),
-        tuple(draw(st.lists(st.builds(t.KernelWrite, ids, u32, u32), max_size=3))),
         tuple(draw(st.lists(ids, max_size=3))), tuple(draw(st.lists(ids, max_size=3))),
         draw(st.integers(0, 100)), draw(st.integers(-1, 100000)),
     )

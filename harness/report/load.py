@@ -59,7 +59,8 @@ def load(store_path: Path, *, title: str | None = None, environment: Mapping[str
             d = rec.data
             sockets = int(d.get("sockets", 0) or 0)
             if d.get("sched") in ("KIST", "KISTLite") and sockets > 0:
-                overhead.append(RunOverhead(ctx.arm, "base", ctx.fingerprint, sockets,
+                # labelled by the scheduler that ran, not the arm tag: runs around a switch
+                overhead.append(RunOverhead(str(d["sched"]), "base", ctx.fingerprint, sockets,
                                             int(d.get("sock_ns", 0)) / 1000.0, int(d.get("run_ns", 0)) / 1000.0))
         for _id, ctx in store.contexts():
             if ctx.tor_version not in ("unknown", "") and "tor" not in env:
@@ -76,6 +77,9 @@ def load(store_path: Path, *, title: str | None = None, environment: Mapping[str
         extra.append("No downloads in this store (a live relay's, or traffic did not run): client panels skipped.")
     if not queue:
         extra.append("No KIST_QTIME events: Tor queue times unavailable (unpatched relay or not subscribed).")
+    if overhead and kinds.get("KIST_RUN"):
+        extra.append("Scheduler overhead was measured while KIST_RUN tracing was on, which records every socket "
+                     "read inside the timed loop; subscribe to KIST_OVERHEAD alone for the untraced cost.")
     extra.append("Kernel queue time is not measured: the patch does not add SO_TIMESTAMPING (see "
                  "docs/control-events.md, 'Not provided').")
     return ReportData(title or f"kist-harness report: {store_path.name}", env, tuple(downloads), goodput, queue,

@@ -50,7 +50,7 @@ def test_summary_tables_carry_the_medians_and_skip_failed_downloads(tmp_path: Pa
     # 5 successful KIST downloads (the failed one is not counted), median TTFB 0.3 s
     assert "| KIST | 5 | 0.3 |" in md
     assert "| Vanilla | 5 | 0.6 |" in md
-    assert "2 µs per pending socket here (paper: 1.08 µs)" in md
+    assert "2 µs per pending socket here (median over runs; least-squares slope 2 µs; paper: 1.08 µs)" in md
     assert {p.name for p in out.figures} >= {"ttfb_327680.png", "ttlb_327680.png", "pending.png", "overhead.png"}
     for fig in out.figures:
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

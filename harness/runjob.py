@@ -54,6 +54,7 @@ class RunOutcome:
     decisions: int = 0
     downloads: int = 0
     split: str = ""
+    network_dir: Path | None = None  # the network's run directory (gone after teardown)
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,6 +109,7 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
             handle = lifecycle.start(net, backend, tor_path, progress=lambda pct, elapsed: steps.say(
                 f"{elapsed:4.0f} s: {sum(v >= 100 for v in pct.values())}/{len(pct)} nodes bootstrapped"))
             stack.callback(_teardown, handle, steps)
+            outcome.network_dir = handle.run_dir
             env["network"] = f"{len(handle.nodes)} nodes ({backend}), run dir {handle.run_dir}"
             env["shaping in force"] = "; ".join(
                 f"{s.node}: rate={s.rate_mbit} loss={s.loss_percent} latency={s.latency_ms}"

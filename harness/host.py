@@ -28,6 +28,7 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "docker": ("docker.io", "debootstrap"),
     "net": ("iproute2", "iptables", "procps"),
     "ssh": ("openssh-server", "openssh-client"),
+    "network": ("tor", "iproute2", "util-linux", "procps", "debootstrap"),  # tor-gencert, unshare probes, pgrep, base image
 }
 
 DEB_SRC_FILE = Path("/etc/apt/sources.list.d/kist-harness-src.sources")

@@ -120,7 +120,7 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
             schedule = Schedule(arms, period, cfg.seed)
             for block in range(int(duration // (period * len(arms))) + 3):
                 schedule.order(block)  # draw every block now: collector threads share the schedule
-            _traffic_and_collect(handle, net, schedule, duration, store_path, run_id, out, steps, outcome)
+            _traffic_and_collect(handle, net, schedule, duration, store_path, run_id, out, steps, outcome, series)
 
         with steps.step("replay"):
             summary = diff.check(diff.runs_from_store(store_path), out,
@@ -166,7 +166,7 @@ def _teardown(handle: Any, steps: Steps) -> None:
 
 
 def _traffic_and_collect(handle: Any, net: Any, schedule: Any, duration: float, store_path: Path, run_id: str,
-                         out: Path, steps: Steps, outcome: RunOutcome) -> None:
+                         out: Path, steps: Steps, outcome: RunOutcome, patch_hash: str) -> None:
     """One collector per patched relay and one download loop per client, for ``duration``."""
     from harness import traffic
     from harness.config import Binary
@@ -183,7 +183,7 @@ def _traffic_and_collect(handle: Any, net: Any, schedule: Any, duration: float, 
         raise InputError(f"scenario {net.source}: needs at least one file server and one client for traffic.")
     collectors: list[tuple[Collector, threading.Thread, Store]] = []
     errors: list[BaseException] = []
-    cfg = CollectConfig(run_id=run_id, duration_s=duration + 2.0)
+    cfg = CollectConfig(run_id=run_id, duration_s=duration + 2.0, patch_hash=patch_hash[:16])
 
     def guarded(fn: Any, *args: Any) -> None:
         try:

@@ -15,7 +15,7 @@ import datetime
 import enum
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import stem
@@ -39,6 +39,7 @@ _SECRET_FIELDS = frozenset({"socks_password", "socks_username"})
 # Derived attributes worth keeping beyond the positional and keyword arguments.
 _EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "ORCONN": ("endpoint_fingerprint", "endpoint_nickname", "endpoint_address", "endpoint_port"),
+    "CONF_CHANGED": ("changed", "unset"),
 }
 
 
@@ -55,40 +56,42 @@ def _convert_value(text: str, kind: str) -> Any:
 class KeyValueEvent(stem_events.Event):
     """A single-line event of ``key=value`` tokens with a declared type per known key.
 
-    Unknown keys are kept as strings (a newer patch may add fields); a missing required
-    key or a value of the wrong type raises ``ProtocolError`` quoting the line.
+    Known keys become record fields (``FIELDS``: wire key → (field name, type)); unknown
+    keys are kept as strings under their lower-cased name (a newer patch may add fields);
+    a missing required key or a value of the wrong type raises ``ProtocolError``.
     """
 
     _SKIP_PARSING = True
-    FIELDS: Mapping[str, str] = {}       # key -> int | float | intlist | str
+    FIELDS: Mapping[str, tuple[str, str]] = {}   # type: int | float | intlist | str
     REQUIRED: frozenset[str] = frozenset()
 
     fields: dict[str, Any]
 
     def _parse(self) -> None:
         tokens = str(self).split()
-        self.positional_args = []
-        self.keyword_args = {}
         values: dict[str, Any] = {}
+        seen: set[str] = set()
         for token in tokens[1:]:
             key, sep, text = token.partition("=")
             if not sep or not key:
                 raise stem.ProtocolError(f"{self.type} token {token!r} is not key=value: {self}")
-            if key in values:
+            if key in seen:
                 raise stem.ProtocolError(f"{self.type} repeats key {key!r}: {self}")
+            seen.add(key)
+            name, kind = self.FIELDS.get(key, (key.lower(), "str"))
             try:
-                values[key] = _convert_value(text, self.FIELDS.get(key, "str"))
+                values[name] = _convert_value(text, kind)
             except ValueError as exc:
                 raise stem.ProtocolError(
-                    f"{self.type} field {key}={text!r} is not a valid {self.FIELDS[key]}: {self}") from exc
-        missing = self.REQUIRED - values.keys()
+                    f"{self.type} field {key}={text!r} is not a valid {kind}: {self}") from exc
+        missing = self.REQUIRED - seen
         if missing:
             raise stem.ProtocolError(f"{self.type} lacks {', '.join(sorted(missing))}: {self}")
         self.fields = values
 
 
-def define_kv_event(name: str, fields: Mapping[str, str], required: tuple[str, ...] = ()
-                    ) -> type[KeyValueEvent]:
+def define_kv_event(name: str, fields: Mapping[str, tuple[str, str]],
+                    required: tuple[str, ...] = ()) -> type[KeyValueEvent]:
     """A KeyValueEvent subclass for one of the patch's events, registered with stem."""
     cls = type(f"{name.title().replace('_', '')}Event", (KeyValueEvent,),
                {"FIELDS": dict(fields), "REQUIRED": frozenset(required or fields)})
@@ -100,8 +103,8 @@ def define_kv_event(name: str, fields: Mapping[str, str], required: tuple[str, .
 class KistRunEvent(stem_events.Event):
     """One KIST scheduler run; the payload is parsed by ``kist_reference.trace``.
 
-    ``run`` holds the parsed run record; ``payload`` the text after the event name, which
-    the store keeps so the JSON-lines export for replay is lossless.
+    ``run`` holds the parsed ``kist_reference.trace.RunRecord``; ``payload`` the text after
+    the event name, which the store keeps (``Record.raw``) so the export for replay is lossless.
     """
 
     _SKIP_PARSING = True
@@ -109,30 +112,57 @@ class KistRunEvent(stem_events.Event):
     run: Any
 
     def _parse(self) -> None:
-        self.positional_args = []
-        self.keyword_args = {}
         self.payload = str(self)[len(self.type):].strip()
         self.run = parse_run_payload(self.payload)
 
 
 def parse_run_payload(payload: str) -> Any:
-    """kist_reference.trace's parser for a KIST_RUN payload; its errors become ProtocolError."""
+    """``kist_reference.trace.parse_wire`` on a KIST_RUN payload; its errors become ProtocolError."""
+    from kist_reference import trace
+
     try:
-        from kist_reference import trace
-    except ImportError as exc:  # the model package is built alongside; say so per line
-        raise stem.ProtocolError(f"kist_reference.trace is unavailable ({exc})") from exc
-    parser: Callable[[str], Any] | None = getattr(trace, "parse_event", None)
-    if parser is None:
-        raise stem.ProtocolError("kist_reference.trace has no parse_event()")
-    try:
-        return parser(payload)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a malformed line
+        return trace.parse_wire(payload)
+    except ValueError as exc:  # TraceError names the field
         raise stem.ProtocolError(f"KIST_RUN payload does not parse: {exc}") from exc
+
+
+def run_summary(run: Any) -> dict[str, Any]:
+    """The fields report queries need without re-parsing the payload."""
+    return {"run": run.run, "sched": run.sched, "n_pending": run.n_pending,
+            "t0_ns": run.t0_ns, "ti_ns": run.ti_ns, "t1_ns": run.t1_ns,
+            "interval_ms": run.params.interval_ms, "steps": len(run.steps)}
+
+
+def summarize_payloads(payloads: list[str]) -> list[dict[str, Any] | str]:
+    """For a parse worker process: each payload's run summary, or why it does not parse."""
+    out: list[dict[str, Any] | str] = []
+    for payload in payloads:
+        try:
+            out.append(run_summary(parse_run_payload(payload)))
+        except stem.ProtocolError as exc:
+            out.append(str(exc))
+    return out
+
+
+def kist_run_payload(message: stem.response.ControlMessage) -> str | None:
+    """The payload of an unparsed single-line KIST_RUN message, else None (cheap check)."""
+    content = message.content()
+    if len(content) == 1 and content[0][0] == "650" and content[0][2].startswith("KIST_RUN "):
+        return content[0][2][len("KIST_RUN "):].strip()
+    return None
 
 
 KIST_RUN = "KIST_RUN"
 CUSTOM_EVENTS: dict[str, type[stem_events.Event]] = {KIST_RUN: KistRunEvent}
 stem_events.EVENT_TYPE_TO_CLASS[KIST_RUN] = KistRunEvent
+
+# docs/control-events.md, 4.1.y: what one scheduler run cost (the paper's section 5.2)
+KIST_OVERHEAD = "KIST_OVERHEAD"
+KistOverheadEvent = define_kv_event(KIST_OVERHEAD, {
+    "RUN": ("run", "int"), "SCHED": ("sched", "str"), "T0": ("t0_ns", "int"),
+    "PENDING": ("pending", "int"), "SOCKETS": ("sockets", "int"), "SOCKNS": ("sock_ns", "int"),
+    "RUNNS": ("run_ns", "int"), "CELLS": ("cells", "int"), "WRITES": ("writes", "int"),
+    "BYTES": ("bytes", "int"), "DIFF": ("diff_ms", "int"), "NEXT": ("next_us", "int")})
 
 
 def _jsonable(value: Any) -> Any:
@@ -154,16 +184,24 @@ def event_fields(event: stem_events.Event) -> dict[str, Any]:
     if isinstance(event, KeyValueEvent):
         return dict(event.fields)
     if isinstance(event, KistRunEvent):
-        to_dict = getattr(event.run, "to_dict", None)
-        return {"payload": event.payload, **({"run": to_dict()} if callable(to_dict) else {})}
+        return run_summary(event.run)
     cls = type(event)
     if cls is stem_events.Event:  # an event stem has no class for: keep its arguments
         return {"args": list(event.positional_args), "kw": dict(event.keyword_args)}
     names = (*cls._POSITIONAL_ARGS, *cls._KEYWORD_ARGS.values(), *_EXTRA_FIELDS.get(event.type, ()))
-    return {n: _jsonable(getattr(event, n, None)) for n in names
-            if n not in _SECRET_FIELDS and getattr(event, n, None) is not None}
+    fields = {n: _jsonable(getattr(event, n, None)) for n in names
+              if n not in _SECRET_FIELDS and getattr(event, n, None) is not None}
+    if event.type == "CELL_STATS":  # totals, so queue time per cell is one SQL ratio
+        for side in ("inbound", "outbound"):
+            fields[f"{side}_ms"] = sum((getattr(event, f"{side}_time") or {}).values())
+            fields[f"{side}_cells"] = sum((getattr(event, f"{side}_removed") or {}).values())
+    if "changed" in fields:  # CONF_CHANGED: a password hash is nobody's business
+        fields["changed"] = {k: ("<redacted>" if _SECRET_OPTION.search(k) else v)
+                             for k, v in fields["changed"].items()}
+    return fields
 
 
+_SECRET_OPTION = re.compile(r"password|cookie|secret|key", re.IGNORECASE)
 _SECRET_TOKEN = re.compile(r"(SOCKS_USERNAME|SOCKS_PASSWORD)=(\"[^\"]*\"|\S*)")
 
 
@@ -177,10 +215,16 @@ def to_record(message: stem.response.ControlMessage, arrived: float) -> Record:
     try:
         stem.response.convert("EVENT", message)
         assert isinstance(message, stem_events.Event)
-        return Record(message.type, arrived, event_fields(message))
+        fields = event_fields(message)
+        raw = None
+        if isinstance(message, KistRunEvent):
+            raw = message.payload
+            message.run = None  # the parsed run is tens of kB; the record keeps what it needs
+        return Record(message.type, arrived, fields, raw)
     except Exception as exc:  # noqa: BLE001 - any parse failure is recorded, never raised
         raw = str(message) or message.raw_content().strip()
-        reason = str(exc).split(": ")[0][:200] or type(exc).__name__
+        # stem quotes the whole line at the end of its messages; the raw line is kept anyway
+        reason = str(exc).replace(raw, "").rstrip(": ")[:300] or type(exc).__name__
         return error_record(arrived, _redact(raw), _redact(reason))
 
 

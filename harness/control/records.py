@@ -38,13 +38,19 @@ class Context:
 
 @dataclass(frozen=True)
 class Record:
-    """One stored fact: kind, wall-clock arrival time (s since the epoch) and typed fields."""
+    """One stored fact: kind, wall-clock arrival time (s since the epoch) and typed fields.
+
+    ``raw`` keeps wire text verbatim where it is the record of truth: a KIST_RUN payload
+    (so the export for replay is lossless) or a malformed line. It is stored in its own
+    column so queries on ``data`` never parse kilobytes of run record.
+    """
 
     kind: str
     ts: float
     data: Mapping[str, Any] = field(default_factory=dict)
+    raw: str | None = None
 
 
 def error_record(ts: float, raw: str, reason: str) -> Record:
     """A malformed line, kept verbatim so it can be re-parsed once the parser is fixed."""
-    return Record(Kind.ERROR, ts, {"raw": raw, "reason": reason})
+    return Record(Kind.ERROR, ts, {"reason": reason}, raw)

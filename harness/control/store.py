@@ -25,6 +25,7 @@ from harness.errors import InputError, StepError
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS records (
     ctx INTEGER NOT NULL REFERENCES contexts(id),
     ts REAL NOT NULL,
     kind TEXT NOT NULL,
-    data TEXT NOT NULL);
+    data TEXT NOT NULL,
+    raw TEXT);          -- verbatim wire text: KIST_RUN payloads, malformed lines
 -- the report's queries: one kind over a time range; one kind for one run/arm
 CREATE INDEX IF NOT EXISTS records_kind_ts ON records (kind, ts);
 CREATE INDEX IF NOT EXISTS records_ctx_kind ON records (ctx, kind);
@@ -48,7 +50,7 @@ CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
     BEGIN SELECT RAISE(ABORT, 'the store is append-only'); END;
 CREATE VIEW IF NOT EXISTS records_full AS
     SELECT r.id, c.run_id, c.fingerprint, c.arm, c.tor_version, c.patch_hash,
-           r.ts, r.kind, r.data
+           r.ts, r.kind, r.data, r.raw
     FROM records r JOIN contexts c ON r.ctx = c.id;
 """
 
@@ -70,11 +72,13 @@ class Store:
                     raise InputError(f"store {self.path} does not exist: give the --out path "
                                      "of an earlier `kist-harness collect`.")
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                          check_same_thread=False)
+                                          check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # several collectors may append to one store (one per relay): a writer
+                # waits for another's commit instead of failing with "database is locked"
                 self.db = sqlite3.connect(self.path, check_same_thread=False,
-                                          isolation_level=None)
+                                          isolation_level=None, timeout=BUSY_TIMEOUT_S)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
@@ -119,10 +123,10 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(self._ctx_id(ctx), rec.ts, str(rec.kind), _dumps(rec.data))
+                rows = [(self._ctx_id(ctx), rec.ts, str(rec.kind), _dumps(rec.data), rec.raw)
                         for ctx, rec in items]
-                self.db.executemany("INSERT INTO records (ctx, ts, kind, data) VALUES (?,?,?,?)",
-                                    rows)
+                self.db.executemany("INSERT INTO records (ctx, ts, kind, data, raw) "
+                                    "VALUES (?,?,?,?,?)", rows)
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -147,11 +151,21 @@ class Store:
         return [(row[0], Context(*row[1:])) for row in self.db.execute(
             "SELECT id, run_id, fingerprint, tor_version, patch_hash, arm FROM contexts")]
 
+    def values(self, kind: str, field: str, *, run_id: str | None = None
+               ) -> list[tuple[str, float]]:
+        """(arm, value) of one numeric field of one record kind, in stored order: what a
+        CDF or a per-arm comparison needs, read by SQL without decoding whole records."""
+        sql = ("SELECT c.arm, json_extract(r.data, ?) FROM records r JOIN contexts c ON r.ctx = c.id "
+               "WHERE r.kind = ?" + (" AND c.run_id = ?" if run_id is not None else "") + " ORDER BY r.id")
+        args: list[Any] = [f"$.{field}", kind] + ([run_id] if run_id is not None else [])
+        return [(arm, v) for arm, v in self.db.execute(sql, args) if v is not None]
+
     def records(self, kind: str | None = None, *, since: float | None = None,
                 until: float | None = None, arm: str | None = None,
                 run_id: str | None = None) -> Iterator[tuple[Context, Record]]:
         """Records in stored order, filtered; each with its full context."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         for column, value in (("r.kind", kind), ("c.arm", arm), ("c.run_id", run_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -163,10 +177,10 @@ class Store:
             where.append("r.ts < ?")
             args.append(until)
         sql = ("SELECT c.run_id, c.fingerprint, c.tor_version, c.patch_hash, c.arm, "
-               "r.ts, r.kind, r.data FROM records r JOIN contexts c ON r.ctx = c.id"
+               "r.ts, r.kind, r.data, r.raw FROM records r JOIN contexts c ON r.ctx = c.id"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id")
         for row in self.db.execute(sql, args):
-            yield Context(*row[:5]), Record(row[6], row[5], json.loads(row[7]))
+            yield Context(*row[:5]), Record(row[6], row[5], json.loads(row[7]), row[8])
 
 
 @contextlib.contextmanager

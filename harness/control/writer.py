@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.control.buffer import EventBuffer
-from harness.control.events import to_record
-from harness.control.records import Context, Kind, Record
+from harness.control.events import KIST_RUN, kist_run_payload, summarize_payloads, to_record
+from harness.control.records import Context, Kind, Record, error_record
 from harness.control.store import Store
 
 log = logging.getLogger(__name__)
+
+BATCH_BYTES = 4 << 20  # raw event bytes per commit: bounds the writer's own copy
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,37 @@ class OwnRecord:
     record: Record
 
 
+def _worker_init() -> None:
+    """In each parse worker: leave Ctrl-C to the collector, and exit when it is gone.
+
+    A collector killed with SIGKILL cannot shut its pool down; without the watch, the
+    workers would wait on their queue for ever.
+    """
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class StoreWriter:
-    """Runs in its own thread; ``stop()`` drains what is queued, commits and returns."""
+    """Runs in its own thread; ``stop()`` drains what is queued, commits and returns.
+
+    With ``parse_workers`` > 0, KIST_RUN payloads are parsed by ``kist_reference.trace`` in
+    that many worker processes (the parser is the pipeline's bottleneck and the GIL keeps
+    a thread from using a second core); other events are parsed here.
+    """
 
     def __init__(self, store: Store, buffer: EventBuffer, *, batch_max: int = 5000,
-                 flush_interval: float = 0.5,
+                 flush_interval: float = 0.5, parse_workers: int = 0,
                  on_commit: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.buffer = buffer
@@ -57,8 +85,18 @@ class StoreWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kist-store-writer", daemon=True)
         self._behind_logged = 0.0
+        self.parse_workers = parse_workers
+        self._pool: Any = None
 
     def start(self) -> StoreWriter:
+        if self.parse_workers > 0:
+            import concurrent.futures
+            import multiprocessing
+
+            # spawn, not fork: forking a process with stem's threads running is unsafe
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.parse_workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init)
         self._thread.start()
         return self
 
@@ -69,37 +107,60 @@ class StoreWriter:
         if self._thread.is_alive():
             log.warning("store writer still busy after %.0f s; %d items not written",
                         timeout, len(self.buffer))
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _convert(self, item: RawEvent | OwnRecord) -> tuple[Context, Record]:
-        if isinstance(item, OwnRecord):
-            return item.ctx, item.record
-        record = to_record(item.message, item.arrived)
+    def _counted(self, record: Record) -> Record:
         self.events += 1
         if record.kind == Kind.ERROR:
             self.errors += 1
             if self.errors <= 10 or self.errors % 1000 == 0:
                 log.warning("malformed event #%d stored as an error record: %s",
                             self.errors, record.data.get("reason"))
-        return item.ctx, record
+        return record
+
+    def _convert(self, batch: list[RawEvent | OwnRecord]) -> list[tuple[Context, Record]]:
+        out: list[tuple[Context, Record] | None] = []
+        runs: list[tuple[int, RawEvent, str]] = []  # KIST_RUNs for the parse workers
+        for item in batch:
+            if isinstance(item, OwnRecord):
+                out.append((item.ctx, item.record))
+                continue
+            payload = kist_run_payload(item.message) if self._pool is not None else None
+            if payload is not None:
+                runs.append((len(out), item, payload))
+                out.append(None)
+            else:
+                out.append((item.ctx, self._counted(to_record(item.message, item.arrived))))
+        if runs:
+            per = -(-len(runs) // self.parse_workers)
+            chunks = [[p for _i, _e, p in runs[k:k + per]] for k in range(0, len(runs), per)]
+            results = [r for chunk in self._pool.map(summarize_payloads, chunks) for r in chunk]
+            for (index, event, payload), result in zip(runs, results, strict=True):
+                record = (Record(KIST_RUN, event.arrived, result, payload)
+                          if isinstance(result, dict) else
+                          error_record(event.arrived, f"KIST_RUN {payload}", result[:300]))
+                out[index] = (event.ctx, self._counted(record))
+        return [o for o in out if o is not None]
 
     def _loop(self) -> None:
         try:
             while True:
                 stopping = self._stop.is_set()
-                batch = self.buffer.get_batch(self.batch_max, self.flush_interval)
+                batch = self.buffer.get_batch(self.batch_max, self.flush_interval, BATCH_BYTES)
                 # collect for up to flush_interval so commits (and their fsyncs) are batched
                 deadline = time.monotonic() + self.flush_interval
                 while (batch and len(batch) < self.batch_max and not stopping
                        and time.monotonic() < deadline):
                     more = self.buffer.get_batch(self.batch_max - len(batch),
-                                                 deadline - time.monotonic())
+                                                 deadline - time.monotonic(), BATCH_BYTES)
                     batch.extend(more)
                 if batch:
-                    self.stored += self.store.write_batch([self._convert(i) for i in batch])
+                    self.stored += self.store.write_batch(self._convert(batch))
                     if self.on_commit:
                         self.on_commit(self.stored)
                     self._report_lag()

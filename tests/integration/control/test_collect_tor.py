@@ -217,7 +217,8 @@ def test_signal_flushes_restores_and_summarises(tor: TorProcess, tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "A/B summary" in out and "records stored" in out
+    # the A/B part of the summary is printed either way; a loaded machine may not finish a period first
+    assert ("A/B summary" in out or "A/B: no complete period" in out) and "records stored" in out
     assert "seed 3" in err
     assert _get_conf(tor, "Schedulers") == "KIST,KISTLite,Vanilla"
     with open_store(store, readonly=True) as s:

@@ -24,6 +24,20 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
+def _save(plt, fig, ax, path: Path, title: str, xlabel: str, ylabel: str, legend_at: str) -> Path:  # type: ignore[no-untyped-def]
+    """Labels, grid, legend and the PNG: what every panel shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc=legend_at)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def ecdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
     """Sorted values and their cumulative fractions (the step points of the empirical CDF)."""
     xs = sorted(v for v in values if not math.isnan(v))
@@ -67,16 +81,7 @@ def cdf_figure(
     if logx:
         ax.set_xscale("log")
     ax.set_ylim(0, 1.0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("cumulative fraction")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title, xlabel, "cumulative fraction", "lower right")
 
 
 def scatter_figure(
@@ -103,13 +108,4 @@ def scatter_figure(
         ax.scatter(xs, ys, s=6, alpha=0.5, label=label)
     if slope is not None and xmax > 0:
         ax.plot([0, xmax], [0, slope * xmax], color="black", linewidth=0.8, linestyle="--", label=slope_label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title, xlabel, ylabel, "upper left")

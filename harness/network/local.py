@@ -69,9 +69,29 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
+def _marked_pids(marker: str) -> dict[str, int]:
+    """Every live process whose command line names this run's directory.
+
+    A signal that lands inside `subprocess.Popen` (after the exec, before Popen returns)
+    leaves a child nobody recorded; sweeping by the run directory finds it anyway.
+    """
+    found: dict[str, int] = {}
+    if not marker.startswith("/"):  # an empty marker would match every process
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() and _pid_alive(int(entry.name), marker):
+            found[f"pid {entry.name}"] = int(entry.name)
+    return found
+
+
 def _stop_pids(pids: Mapping[str, int], marker: str) -> list[str]:
-    """SIGTERM, bounded wait, then SIGKILL; only pids whose command line holds marker."""
+    """SIGTERM, bounded wait, then SIGKILL; only pids whose command line holds marker.
+
+    Processes not in pids but naming marker (unrecorded children) are stopped too.
+    """
     live = {n: p for n, p in pids.items() if _pid_alive(p, marker)}
+    known = set(live.values())
+    live.update({n: p for n, p in _marked_pids(marker).items() if p not in known})
     for pid in live.values():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -94,6 +114,7 @@ class LocalBackend(Backend):
         self._marker = ""
 
     def make_layout(self, net: Network, run_dir: Path) -> Layout:
+        self._marker = str(run_dir)  # from here on, a cleanup can sweep by the run directory
         names = all_names(net)
         if len(names) > LAST_IP - FIRST_IP + 1:
             raise InputError(f"scenario {net.source}: the local backend has {LAST_IP - FIRST_IP + 1} "

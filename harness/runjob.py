@@ -58,14 +58,31 @@ class RunOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def choose_backend(requested: str) -> str:
+def choose_backend(requested: str, notes: list[str] | None = None) -> str:
+    """auto: Docker when an engine runs or can be started here (root), else local processes.
+
+    Why the local backend was chosen goes into notes, so the report says it.
+    """
     if requested in ("docker", "local"):
         return requested
     if requested != "auto":
         raise InputError(f"--backend {requested!r}: choose docker, local or auto")
     from harness import host
 
-    return "docker" if host.docker_running() else "local"
+    if host.docker_running():
+        return "docker"
+    reason = "this is not root, so the Docker engine could not be installed or started"
+    if host.is_root():
+        try:
+            log.info("backend auto: %s", host.ensure_dockerd())
+            return "docker"
+        except HarnessError as exc:
+            reason = f"the Docker engine could not be started ({exc})"
+    if notes is not None:
+        notes.append(f"Local backend: {reason}; the network ran as local tor processes on 127.0.0.x "
+                     "(no per-node shaping). Pass --backend docker to insist on Docker.")
+    log.warning("backend auto: %s; using the local backend", reason)
+    return "local"
 
 
 def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
@@ -84,14 +101,11 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
     arms = parse_arms(cfg.arms)
     duration = cfg.duration_s or net.traffic.duration_s
     period = cfg.period_s or max(5.0, duration / (2 * len(arms)))
-    backend = choose_backend(cfg.backend)
+    backend = choose_backend(cfg.backend, outcome.notes)
     run_id = f"{net.name}-{time.strftime('%Y%m%dT%H%M%S')}"
     env: dict[str, str] = {"scenario": net.source, "backend": backend, "arms": cfg.arms,
                            "period_s": f"{period:g}", "traffic_s": f"{duration:g}", "seed": str(cfg.seed),
                            "kernel": platform.release(), "python": platform.python_version()}
-    if backend == "local" and cfg.backend == "auto":
-        outcome.notes.append("Docker engine not running: the network ran as local tor processes "
-                             "(no per-node shaping).")
     log.info("run %s: %s", run_id, json.dumps(env))
 
     with contextlib.ExitStack() as stack:

@@ -42,8 +42,11 @@ def expected_drained(record: Any) -> list[tuple[int, int, bool]]:
     """(chan, circ, drained by a write of this run) per relay cell, from the decision timeline."""
     from kist_reference import trace
 
-    outbuf = {s.chan: s.outbuf for s in record.snapshots}
-    size = {s.chan: (514 if s.wide else 512) for s in record.snapshots}
+    outbuf: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for s in record.snapshots:  # a channel's first snapshot is its state when the run began
+        outbuf.setdefault(s.chan, s.outbuf)
+        size.setdefault(s.chan, 514 if s.wide else 512)
     pending: dict[int, list[list[int]]] = {}  # chan -> [[end position, index in cells]]
     cells: list[list[Any]] = []
     for step in record.steps:
@@ -119,6 +122,8 @@ def check_pairs(pairs: Iterable[tuple[str, Any, list[CellTime]]]) -> QueueCheck:
 
 
 def _qtime_cells(data: dict[str, Any]) -> tuple[int | None, str]:
+    if isinstance(data.get("kw"), dict):  # a store written before KIST_QTIME had its own class
+        data = data["kw"]
     run = data.get("run", data.get("RUN"))
     cells = data.get("cells_list", data.get("CELLS", data.get("cells", "")))
     return (int(run) if run is not None else None), (cells if isinstance(cells, str) else "")

@@ -101,7 +101,8 @@ def detect(controller: Any, extra_events: tuple[str, ...] = (),
             continue
         if names and name not in names:
             unavailable[name] = ("this tor is not patched (no such event in GETINFO events/names)"
-                                 if name in ev.CUSTOM_EVENTS else "not in GETINFO events/names")
+                                 if name in ev.CUSTOM_EVENTS or name in ev.OPT_IN_EVENTS
+                                 else "not in GETINFO events/names")
             continue
         option = ev.EVENT_ENABLING_OPTION.get(name)
         if option and controller.get_conf(option, "0") != "1":

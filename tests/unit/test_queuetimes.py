@@ -37,3 +37,16 @@ def test_consistent_report_passes_and_each_lie_is_caught() -> None:
     late = [*good[:2], CellTime(9, 2147483651, 6000, rec.t1_ns - rec.t0_ns + 1)]
     assert "outside the run" in check_pairs([("r", rec, late)]).mismatches[0]
     assert "KIST_RUN flushed 3" in check_pairs([("r", rec, good[:2])]).mismatches[0]
+
+
+def test_real_run_with_outbuf_left_at_the_end_checks_clean() -> None:
+    """Regression: the end-of-run snapshot (13,878 bytes left) is not the outbuf the run began with."""
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "data" / "qtime-partial-write-run.json").read_text())
+    rec = trace.parse_wire("650 KIST_RUN " + data["kist_run"])
+    reported = parse_cells(data["cells"])
+    drained = [d for _c, _circ, d in expected_drained(rec)]
+    assert drained.count(True) == 37 and drained[36] and not drained[37]  # 5 on chan 6 + 32 on chan 4
+    result = check_pairs([("r", rec, reported)])
+    assert result.runs == 1 and result.cells == len(reported) == 64 and result.mismatches == []

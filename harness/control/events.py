@@ -50,6 +50,8 @@ def _convert_value(text: str, kind: str) -> Any:
         return float.fromhex(text) if "0x" in text.lower() else float(text)
     if kind == "intlist":
         return [int(v) for v in text.split(",")] if text else []
+    if kind == "int?":  # "-": the relay had no value
+        return None if text == "-" else int(text)
     return text
 
 
@@ -176,6 +178,12 @@ KIST_QTIME = "KIST_QTIME"
 KistQtimeEvent = define_kv_event(KIST_QTIME, {
     "RUN": ("run", "int"), "SCHED": ("sched", "str"), "T0": ("t0_ns", "int"), "N": ("n", "int"),
     "CELLS": ("cells", "str")}, by_default=False)
+
+# docs/control-events.md, 4.1.w: kernel queue time of a sampled write (SO_TIMESTAMPING).
+KIST_KQTIME = "KIST_KQTIME"
+KistKqtimeEvent = define_kv_event(KIST_KQTIME, {
+    "CHAN": ("chan", "int"), "T": ("t_ns", "int"), "BYTES": ("bytes", "int"),
+    "SCHEDNS": ("sched_ns", "int?"), "SNDNS": ("snd_ns", "int?")}, by_default=False)
 
 
 def _jsonable(value: Any) -> Any:

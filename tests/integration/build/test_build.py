@@ -25,11 +25,12 @@ pytestmark = pytest.mark.integration
 
 PATCHES = Path(__file__).resolve().parents[3] / "patches"
 
-EVENTS = ("KIST_RUN", "KIST_OVERHEAD", "KIST_QTIME")
+EVENTS = ("KIST_RUN", "KIST_OVERHEAD", "KIST_QTIME", "KIST_KQTIME")
 NEW_TESTS = ("scheduler/kist_run_event", "scheduler/kist_overhead_event", "scheduler/kist_qtime_event",
              "scheduler/vanilla_run_event",
              "circuitmux/trace_describe",
-             "control/event/kist_event_names", "control/event/kist_event_format")
+             "control/event/kist_event_names", "control/event/kist_event_format",
+             "connection/kqtime_take_stamp", "connection/kqtime_parse", "connection/kqtime_loopback")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 Smoke test for the patch series: stem subscribes by name, every KIST_RUN line parses with
 `kist_reference.trace.parse_wire` and replays through the model without divergence, and
-KIST_OVERHEAD / KIST_QTIME agree with the runs they describe. Uses the network code's
+KIST_OVERHEAD / KIST_QTIME agree with the runs they describe, and KIST_KQTIME samples
+the kernel queue of the channels they used. Uses the network code's
 local backend (plain processes on 127.0.0.1); about a minute.
 """
 
@@ -64,7 +65,7 @@ def test_patched_exit_events_parse_and_replay(tmp_path: Path) -> None:
     tor = build.ensure_built("debian", PATCHES).tor
     (tmp_path / "kbev.toml").write_text(SCENARIO)
     net = load_scenario(tmp_path / "kbev.toml")
-    got: dict[str, list[str]] = {"KIST_RUN": [], "KIST_OVERHEAD": [], "KIST_QTIME": []}
+    got: dict[str, list[str]] = {"KIST_RUN": [], "KIST_OVERHEAD": [], "KIST_QTIME": [], "KIST_KQTIME": []}
     lock = threading.Lock()
 
     def on_event(event: object) -> None:
@@ -76,7 +77,7 @@ def test_patched_exit_events_parse_and_replay(tmp_path: Path) -> None:
         exit_node = handle.by_role(Role.EXIT)[0]
         with Controller.from_port(address=exit_node.control_host, port=exit_node.control_port) as c:
             c.authenticate()
-            c.add_event_listener(on_event, *got)  # one SETEVENTS: every run gets all three
+            c.add_event_listener(on_event, *got)  # one SETEVENTS: every run gets all of them
             summary = load.run_profiles(handle, net, tmp_path / "traffic.jsonl", seed=3)
             time.sleep(0.5)
     assert summary.downloads >= 1
@@ -102,3 +103,10 @@ def test_patched_exit_events_parse_and_replay(tmp_path: Path) -> None:
         assert int(q["N"]) == sum(isinstance(s, trace.CellFlush) for s in r.steps)
         flushed += int(q["N"])
     assert flushed > 0
+
+    # Kernel queue time: sampled writes on channels the runs used, stamped by the kernel.
+    kq = [_fields(line) for line in got["KIST_KQTIME"]]
+    assert kq, "no KIST_KQTIME event under traffic"
+    chans = {s.chan for r in runs for s in r.snapshots}
+    assert {int(f["CHAN"]) for f in kq} & chans
+    assert all(int(f["BYTES"]) > 0 and f["SNDNS"] != "-" and int(f["SNDNS"]) >= 0 for f in kq)

@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--control", metavar="HOST:PORT|PATH",
                    help="tor control port or ControlSocket path (on the --ssh host if given)")
     p.add_argument("--ssh", metavar="HOST", help="reach --control (default: the inventory's) on HOST "
-                   "through its SSH connection (inventory.toml or $KIST_HARNESS_INVENTORY)")
+                   "through its SSH connection; nothing is opened on the network")
+    p.add_argument("--inventory", type=Path, metavar="FILE", help="inventory naming the --ssh host "
+                   "(default: $KIST_HARNESS_INVENTORY, else ./inventory.toml)")
     p.add_argument("--cookie", type=Path, help="control auth cookie file (default: what tor announces)")
     p.add_argument("--password-file", type=Path, help="file holding the control password")
     p.add_argument("--duration", help="how long to collect (e.g. 10m, 24h); default until Ctrl-C")
@@ -66,12 +68,14 @@ def _transport(args: argparse.Namespace) -> Any:
     from harness.control.transport import parse_control_address
 
     if not args.ssh:
+        if args.inventory is not None:
+            raise InputError("--inventory names the host for --ssh HOST; add --ssh, or drop --inventory.")
         return parse_control_address(args.control)
     # harness.remote implements the seam: a SocketFactoryTransport over SSH channels, with
     # ``cookie_path`` a private local copy of the relay's cookie (removed on close)
     from harness.remote.tunnel import ssh_transport
 
-    return ssh_transport(args.ssh, args.control)
+    return ssh_transport(args.ssh, args.control, args.inventory)
 
 
 def _progress_printer() -> Any:

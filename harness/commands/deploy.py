@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        ("rollback", "go back to the previous binary and config")):
         a = acts.add_parser(name, help=text, description=text)
         a.add_argument("hosts", nargs="+", metavar="HOST", help="host names from the inventory")
-        a.add_argument("--inventory", type=Path, required=True, help="inventory TOML file")
+        a.add_argument("--inventory", type=Path, metavar="FILE", help="inventory TOML file (default: "
+                       "$KIST_HARNESS_INVENTORY, else ./inventory.toml)")
         a.add_argument("--accept-new-host-key", action="store_true",
                        help="trust and record an unknown host key (logged); a changed key is still refused")
         a.add_argument("--parallel", type=int, default=8, help="hosts at a time (default 8)")
@@ -68,7 +69,7 @@ def series(patches: Path | None) -> list[Path]:
 def _deploy(args: argparse.Namespace) -> int:
     from harness.remote import deploy, inventory, ssh
 
-    inv = inventory.load(args.inventory)
+    inv = inventory.load(inventory.locate(args.inventory))
     hosts = [inv.get(name) for name in args.hosts]
     if args.action == "push":
         settings = _settings(args)
@@ -93,7 +94,8 @@ def _deploy(args: argparse.Namespace) -> int:
                                              patch_hash=args.patch_hash)
                 v = out.verification
             return (f"tor {v.version}, patch {v.patch_hash or '-'}, Schedulers {v.schedulers}, "
-                    f"bootstrap {v.bootstrap}%, control on {', '.join(v.control_listeners)}")
+                    f"bootstrap {v.bootstrap}% ({v.bootstrap_s:.0f} s), "
+                    f"control on {', '.join(v.control_listeners)}")
 
     try:
         results = ssh.on_hosts(hosts, one, max_workers=args.parallel)

@@ -6,8 +6,13 @@ Layout on the host (``install_dir``)::
     releases/ID/           tor, defaults-torrc (%include of the host's files), torrc (our
                            fragment, which overrides them), manifest
     current, previous      symlinks to releases, each replaced by a single rename
-    state                  phase=active|rolled-back|switching|broken, current=, previous=
+    state                  phase=active|verified|rolled-back|switching|broken, current=,
+                           previous=, prior= (what previous named before the last switch)
     kist-switch, host.env  the on-host switch script (switch_script.py) and its settings
+
+The configuration of a release is written by ``fragment``; a release that starts but
+fails verification is abandoned: the host goes back to the previous release, and
+``previous`` back to what it named before, so no later rollback returns to the failure.
 
 Everything that changes what tor runs happens in ``kist-switch``, started detached on the
 host: a connection dropped at any point leaves either the old or the new release running
@@ -25,22 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from harness.control.events import KIST_RUN
 from harness.errors import CommandFailed, InputError, StepError
-from harness.remote.inventory import Host, Permission, RunMode
+from harness.remote.fragment import Settings, check, release_files, release_id
+from harness.remote.inventory import Permission, RunMode
 from harness.remote.ssh import Session
 
 log = logging.getLogger(__name__)
 
 _ELF_ARCH = {62: "x86_64", 183: "aarch64", 3: "i686", 40: "armv7l", 243: "riscv64"}
 POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The torrc fragment's scheduler settings; the control endpoint comes from the inventory."""
-
-    schedulers: str = "KIST"
-    options: tuple[tuple[str, str], ...] = ()   # e.g. (("KISTSchedRunInterval", "2"),)
 
 
 @dataclass(frozen=True)
@@ -53,11 +52,15 @@ class Release:
 
 @dataclass(frozen=True)
 class Verification:
+    """What the running tor said through its control port."""
+
     version: str
-    patch_hash: str | None
+    patch_hash: str | None           # reported by tor, else the manifest's if tor offers KIST_RUN
     schedulers: str
     bootstrap: int
     control_listeners: tuple[str, ...]
+    bootstrap_s: float = 0.0         # from connecting to the control port until 100% (or the end)
+    patch_events: bool = False       # tor offers the patch's KIST_RUN event
 
 
 @dataclass(frozen=True)
@@ -68,30 +71,6 @@ class Outcome:
     release: Release
     previous: str
     verification: Verification
-
-
-def fragment(host: Host, settings: Settings) -> str:
-    """The torrc under test; as ``-f`` it overrides the host's torrc (the defaults layer)."""
-    lines = ["# written by kist-harness deploy; overrides the host's torrc (see defaults-torrc)",
-             f"Schedulers {settings.schedulers}"]
-    lines += [f"{k} {v}" for k, v in settings.options]
-    if host.control_socket is not None:
-        # a unix socket only; ControlPort 0 drops any TCP control port the host's torrc had
-        lines += ["ControlPort 0", f"ControlSocket {host.control_socket}"]
-    else:
-        lines += [f"ControlPort 127.0.0.1:{host.control_port}"]   # loopback only, never public
-    lines += ["CookieAuthentication 1"]
-    return "\n".join(lines) + "\n"
-
-
-def _check_settings(settings: Settings) -> None:
-    for key, value in (("Schedulers", settings.schedulers), *settings.options):
-        if not re.fullmatch(r"[A-Za-z_]\w*", key) or "\n" in value or not value.strip():
-            raise InputError(f"torrc option {key}={value!r} is invalid: write KEY=VALUE on one line.")
-        if key.lower().startswith(("control", "cookie", "hashedcontrol")):
-            raise InputError(f"torrc option {key} is set by the deploy itself (a loopback control "
-                             "port or socket with cookie auth); set control_port or control_socket "
-                             "in the inventory instead.")
 
 
 def elf_architecture(binary: Path) -> str:
@@ -171,7 +150,17 @@ def _switch_log(session: Session) -> str:
                        check=False).stdout
 
 
-def _stage(session: Session, rid: str, files: dict[str, tuple[bytes, int]], host_settings: str) -> None:
+def _tor_log(session: Session, lines: int = 8) -> str:
+    """The last lines of the log kist-switch gives a plain-process tor (systemd: the journal)."""
+    host = session.host
+    if host.run is RunMode.SYSTEMD:
+        cmd = f"journalctl -u '{host.unit}' -n {lines} --no-pager -q"
+    else:
+        cmd = f"tail -n {lines} '{host.install_dir}/tor.log'"
+    return session.run(f"{cmd} 2>/dev/null", check=False).stdout.rstrip() or "(no log lines)"
+
+
+def _stage(session: Session, rid: str, files: dict[str, tuple[bytes, int]]) -> None:
     """Upload a release into ID.partial and rename it into place once complete and checked."""
     rel = session.host.install_dir / "releases" / rid
     partial = PurePosixPath(f"{rel}.partial")
@@ -186,7 +175,6 @@ def _stage(session: Session, rid: str, files: dict[str, tuple[bytes, int]], host
     session.run(f"rm -rf '{partial}' && mkdir -p '{partial}'")
     for name, (data, mode) in files.items():
         session.put(data, partial / name, mode)
-    session.put(host_settings.encode(), partial / "defaults-torrc")
     # refuse a config tor rejects before anything switches
     res = session.run(f"'{partial}/tor' --verify-config --defaults-torrc '{partial}/defaults-torrc' "
                       f"-f '{partial}/torrc' --Log 'warn stdout'", check=False)
@@ -195,14 +183,6 @@ def _stage(session: Session, rid: str, files: dict[str, tuple[bytes, int]], host
         raise CommandFailed(res.argv[0], res.returncode, res.tail(), where=session.host.describe())
     session.run(f"rm -rf '{rel}.old' && {{ test ! -e '{rel}' || mv -T '{rel}' '{rel}.old'; }} && "
                 f"mv -T '{partial}' '{rel}' && rm -rf '{rel}.old'")
-
-
-def _defaults_layer(host: Host) -> str:
-    lines = ["# the host's own configuration; torrc (the fragment) overrides it"]
-    if host.defaults_torrc:
-        lines.append(f"%include {host.defaults_torrc}")
-    lines.append(f"%include {host.torrc}")
-    return "\n".join(lines) + "\n"
 
 
 def _tor_version(session: Session, binary: PurePosixPath) -> str:
@@ -217,31 +197,23 @@ def _tor_version(session: Session, binary: PurePosixPath) -> str:
 def push_binary(session: Session, binary: Path, settings: Settings, *, patch_hash: str | None = None,
                 built_for: str | None = None) -> Outcome:
     """Push a locally built tor, switch to it, verify; roll back on any failure after the switch."""
-    _check_settings(settings)
     host = session.host
+    check(host, settings)
     facts = session.facts()
     arch, dist = elf_architecture(binary), built_for or local_distribution()
     if (arch, dist) != (facts.architecture, facts.distribution):
         raise InputError(f"{binary} was built for {dist} on {arch}, but {host.describe()} runs "
                          f"{facts.distribution} on {facts.architecture}; build on the host instead "
                          "(--source) or build locally for that system.")
-    data = binary.read_bytes()
-    frag = fragment(host, settings)
-    sha = hashlib.sha256(data).hexdigest()
-    rid = hashlib.sha256(data + frag.encode() + _defaults_layer(host).encode()).hexdigest()[:16]
     prepare_host(session)
-    manifest = f"sha256={sha}\npatch_hash={patch_hash or ''}\nsource=binary {binary.name}\n"
-    _stage(session, rid, {"tor": (data, 0o755), "torrc": (frag.encode(), 0o644),
-                          "manifest": (manifest.encode(), 0o644)}, _defaults_layer(host))
-    version = _tor_version(session, host.install_dir / "releases" / rid / "tor")
-    return _activate(session, Release(rid, sha, version, patch_hash))
+    return _install(session, binary.read_bytes(), settings, patch_hash, f"binary {binary.name}")
 
 
 def push_source(session: Session, tarball: Path, patches: list[Path], settings: Settings, *,
                 patch_hash: str | None = None) -> Outcome:
     """Push a tor source tarball and a patch series, build on the host, then switch as above."""
-    _check_settings(settings)
     host = session.host
+    check(host, settings)
     if Permission.BUILD not in host.allow:
         raise InputError(f"{host.describe()}: building on the host is not allowed; add \"build\" to "
                          f"its allow list in the inventory, or push a binary (--binary).")
@@ -255,15 +227,19 @@ def push_source(session: Session, tarball: Path, patches: list[Path], settings: 
         name = f"{i:04d}-{patch.name}"
         session.put(patch, work / "patches" / name)
         names.append(name)
+    # a systemd unit of Type=notify (Debian's tor@default) waits for sd_notify: a tor built
+    # without libsystemd would never be seen as started, so require it there
+    systemd = host.run is RunMode.SYSTEMD
     if Permission.INSTALL_BUILD_DEPS in host.allow:
         session.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-                    "build-essential patch libevent-dev libssl-dev zlib1g-dev",
-                    timeout=host.build_timeout_s)
+                    "build-essential patch pkg-config libevent-dev libssl-dev zlib1g-dev"
+                    + (" libsystemd-dev" if systemd else ""), timeout=host.build_timeout_s)
     apply = " && ".join(f"patch -p1 --forward --batch < ../patches/{shlex.quote(n)}" for n in names)
     try:
         session.run(f"cd '{work}' && mkdir src && tar -xf source.tar -C src --strip-components=1 && "
                     f"cd src{' && ' + apply if apply else ''} && "
-                    "./configure --disable-asciidoc --disable-unittests -q && "
+                    "./configure --disable-asciidoc --disable-unittests -q"
+                    f"{' --enable-systemd' if systemd else ''} && "
                     "make -j\"$(nproc)\" src/app/tor >/dev/null",
                     timeout=host.build_timeout_s)
         built = (work / "src" / "src" / "app" / "tor")
@@ -274,15 +250,19 @@ def push_source(session: Session, tarball: Path, patches: list[Path], settings: 
         raise
     import base64
 
-    binary = base64.b64decode(data)
     session.run(f"rm -rf '{work}'", check=False)
-    frag = fragment(host, settings)
+    return _install(session, base64.b64decode(data), settings, patch_hash, f"build {tarball.name}")
+
+
+def _install(session: Session, binary: bytes, settings: Settings, patch_hash: str | None,
+             source: str) -> Outcome:
+    """Stage a release of ``binary`` with this configuration, switch to it, verify it."""
     sha = hashlib.sha256(binary).hexdigest()
-    rid = hashlib.sha256(binary + frag.encode() + _defaults_layer(host).encode()).hexdigest()[:16]
-    manifest = f"sha256={sha}\npatch_hash={patch_hash or ''}\nsource=build {tarball.name}\n"
-    _stage(session, rid, {"tor": (binary, 0o755), "torrc": (frag.encode(), 0o644),
-                          "manifest": (manifest.encode(), 0o644)}, _defaults_layer(host))
-    version = _tor_version(session, host.install_dir / "releases" / rid / "tor")
+    manifest = f"sha256={sha}\npatch_hash={patch_hash or ''}\nsource={source}\n"
+    files = release_files(session.host, settings, binary, manifest)
+    rid = release_id(files)
+    _stage(session, rid, files)
+    version = _tor_version(session, session.host.install_dir / "releases" / rid / "tor")
     return _activate(session, Release(rid, sha, version, patch_hash))
 
 
@@ -298,14 +278,16 @@ def _activate(session: Session, release: Release) -> Outcome:
         if "busy: pid" in _switch_log(session):
             raise StepError(f"{host.describe()}: another deploy is switching this host right now; "
                             "nothing was changed by this one. Retry when it has finished.")
-    if state.get("phase") != "active" or state.get("current") != release.id:
+    if state.get("phase") not in {"active", "verified"} or state.get("current") != release.id:
         raise StepError(f"{host.describe()}: tor did not come up on release {release.id}; "
                         f"the host is back on {state.get('current', '?')} "
                         f"(phase {state.get('phase', '?')}).\n--- switch log ---\n{_switch_log(session)}")
     try:
         result = verify(session, release)
     except StepError as exc:
-        after = _run_switch(session, "rollback")
+        # back to the release it replaced, and `previous` back to what it named before, so
+        # a later `deploy rollback` never brings the release that just failed back
+        after = _run_switch(session, "abandon", release.id)
         raise StepError(f"{host.describe()}: verification of release {release.id} failed: {exc}\n"
                         f"rolled back automatically: the host is on {after.get('current', '?')} "
                         f"(phase {after.get('phase', '?')}).") from exc
@@ -338,27 +320,36 @@ def verify(session: Session, release: Release) -> Verification:
     if got != release.sha256:
         raise StepError(f"the binary of release {release.id} on the host has sha256 {got}, "
                         f"expected {release.sha256}")
-    deadline = time.monotonic() + host.verify_timeout_s
     with open_control_tunnel(host, session=session) as tunnel, tunnel.controller() as ctl:
+        start = time.monotonic()
         try:
             version = ctl.get_info("version").split()[0]
             try:
                 patch_hash: str | None = ctl.get_info("kist/patch-hash").strip()
             except stem.ControllerError:
                 patch_hash = None
+            patch_events = KIST_RUN in ctl.get_info("events/names", "").split()
             schedulers = ctl.get_conf("Schedulers")
             listeners = tuple(x.strip('"') for x in ctl.get_info("net/listeners/control").split())
             progress = _bootstrap(ctl)
-            while host.require_bootstrap and progress < 100 and time.monotonic() < deadline:
-                time.sleep(1.0)
+            while host.require_bootstrap and progress < 100 and \
+                    time.monotonic() < start + host.verify_timeout_s:
+                time.sleep(POLL_S)
                 progress = _bootstrap(ctl)
         except stem.ControllerError as exc:
             raise StepError(f"control port query failed: {exc}") from exc
+        waited = time.monotonic() - start
     problems = []
     if version.rstrip(".") != release.version:
         problems.append(f"tor reports version {version}, the release is {release.version}")
+    if release.patch_hash and patch_hash is None and patch_events:
+        # the series does not answer kist/patch-hash (yet): its events show it is in, and
+        # the manifest (checksummed with the binary) says which series it was
+        patch_hash = release.patch_hash
     if release.patch_hash and patch_hash != release.patch_hash:
-        problems.append(f"patch hash is {patch_hash or 'not reported'}, expected {release.patch_hash}")
+        problems.append(f"patch hash is {patch_hash or 'not reported'}, expected "
+                        f"{release.patch_hash}" + ("" if patch_events else
+                                                   f" (and tor does not offer {KIST_RUN})"))
     expected = _fragment_value(session, release.id, "Schedulers")
     if expected and schedulers != expected:
         problems.append(f"Schedulers is {schedulers}, expected {expected}")
@@ -366,10 +357,12 @@ def verify(session: Session, release: Release) -> Verification:
     if public:
         problems.append(f"control listener(s) on a non-loopback address: {', '.join(public)}")
     if host.require_bootstrap and progress < 100:
-        problems.append(f"bootstrap reached {progress}% in {host.verify_timeout_s:.0f} s, not 100%")
+        problems.append(f"bootstrap reached {progress}% in {host.verify_timeout_s:.0f} s, not 100%"
+                        f"\n--- tor log ---\n{_tor_log(session)}")
     if problems:
         raise StepError("; ".join(problems))
-    return Verification(version, patch_hash, schedulers, progress, listeners)
+    return Verification(version, patch_hash, schedulers, progress, listeners, round(waited, 1),
+                        patch_events)
 
 
 def _bootstrap(ctl: Any) -> int:
@@ -400,5 +393,5 @@ def rollback(session: Session) -> dict[str, str]:
     return state
 
 
-__all__ = ["Outcome", "Release", "RunMode", "Settings", "Verification", "fragment", "push_binary",
+__all__ = ["Outcome", "Permission", "Release", "RunMode", "Settings", "Verification", "push_binary",
            "prepare_host", "push_source", "read_state", "rollback", "verify"]

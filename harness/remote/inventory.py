@@ -13,6 +13,7 @@ Example::
     unit = "tor@default"
     control_port = 9051                # or control_socket = "/run/tor/control"
     allow = ["install-build-deps"]
+    extra_torrc = "relay1.torrc"       # optional: torrc lines the deploy adds (a local file)
 
 Every error names the file, the table and the field, and says what to write instead.
 """
@@ -20,6 +21,7 @@ Every error names the file, the table and the field, and says what to write inst
 from __future__ import annotations
 
 import enum
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -70,11 +72,9 @@ class Host:
     build_timeout_s: float = 3600.0
     verify_timeout_s: float = 300.0
     allow: frozenset[Permission] = field(default_factory=frozenset)
-
-    @property
-    def cookie_path(self) -> PurePosixPath:
-        """Where tor writes its control auth cookie (the default CookieAuthFile)."""
-        return self.data_dir / "control_auth_cookie"
+    # a local file of torrc lines added to every release's fragment (e.g. TestingTorNetwork,
+    # DirAuthority and ORPort lines to join a private network); see harness.remote.fragment
+    extra_torrc: Path | None = None
 
     def describe(self) -> str:
         return f"{self.name} ({self.user}@{self.address}:{self.port})"
@@ -100,8 +100,33 @@ _PATH_FIELDS = {"pid_file", "tor_binary", "torrc", "defaults_torrc", "data_dir",
 _FLOAT_FIELDS = {"connect_timeout_s", "command_timeout_s", "build_timeout_s", "verify_timeout_s"}
 _BOOL_FIELDS = {"agent", "sudo", "require_bootstrap"}
 _STR_FIELDS = {"address", "user", "unit"}
-_KNOWN = ({"port", "key", "known_hosts", "run", "control_port", "allow"} | _PATH_FIELDS
+_LOCAL_FIELDS = {"key", "known_hosts", "extra_torrc"}   # files on this machine, not the host
+_KNOWN = ({"port", "run", "control_port", "allow"} | _LOCAL_FIELDS | _PATH_FIELDS
           | _FLOAT_FIELDS | _BOOL_FIELDS | _STR_FIELDS)
+
+
+ENV = "KIST_HARNESS_INVENTORY"
+DEFAULT = Path("inventory.toml")
+
+
+def locate(given: Path | None) -> Path:
+    """The inventory to use: ``--inventory``, else $KIST_HARNESS_INVENTORY, else ./inventory.toml.
+
+    Read when called (not at import); when nothing fits, one error says what was tried.
+    """
+    if given is not None:
+        return given   # load() names it if it cannot be read
+    env = os.environ.get(ENV, "").strip()
+    if env:
+        if not Path(env).is_file():
+            raise InputError(f"no inventory: --inventory was not given and ${ENV} names {env}, "
+                             "which is not a file; fix the variable or pass --inventory FILE.")
+        return Path(env)
+    if DEFAULT.is_file():
+        return DEFAULT
+    raise InputError(f"no inventory: --inventory was not given, ${ENV} is not set and there is "
+                     f"no {DEFAULT} in {Path.cwd()}; pass --inventory FILE (a TOML file of "
+                     "[hosts.NAME] tables, see docs/remote.md).")
 
 
 def load(path: Path) -> Inventory:
@@ -169,12 +194,11 @@ def _host(name: str, raw: dict[str, Any], path: Path, base: Path) -> Host:
         if isinstance(raw["port"], bool) or not isinstance(raw["port"], int) or not 0 < raw["port"] < 65536:
             raise bad("port", "write the SSH port, 1-65535")
         kw["port"] = raw["port"]
-    for key in ("key", "known_hosts"):
-        if key in raw:
-            if not isinstance(raw[key], str) or not raw[key]:
-                raise bad(key, "write a path to a file on this machine")
-            p = Path(raw[key]).expanduser()
-            kw[key] = p if p.is_absolute() else base / p
+    for key in sorted(_LOCAL_FIELDS & raw.keys()):
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise bad(key, "write a path to a file on this machine")
+        p = Path(raw[key]).expanduser()
+        kw[key] = p if p.is_absolute() else base / p
     if "run" in raw:
         try:
             kw["run"] = RunMode(raw["run"])

@@ -9,7 +9,7 @@ SCRIPT = r"""#!/bin/sh
 #   current -> releases/ID is swapped with one rename (atomic), then tor is restarted and
 #   checked; if tor does not come up, the same rename puts the old release back.
 # state (key=value, replaced by rename) says which phase the host is in.
-# Usage: kist-switch activate ID | rollback | recover      Config: ./host.env
+# Usage: kist-switch activate ID | rollback | abandon ID | recover   Config: ./host.env
 set -u
 cd "$(dirname "$0")" || exit 2
 . ./host.env
@@ -37,13 +37,17 @@ stop_tor() {
 
 start_tor() {
   if [ "$RUN_MODE" = systemd ]; then
-    mkdir -p "/etc/systemd/system/$UNIT.service.d"
-    # only ExecStart is replaced: the unit's own ExecStartPre steps (e.g. Debian's creation
-    # of /run/tor) still run; the deploy has already run --verify-config on this release
-    printf '[Service]\nExecStart=\nExecStart=%s --RunAsDaemon 0\n' \
-      "$(tor_cmd)" > "/etc/systemd/system/$UNIT.service.d/kist-harness.conf.new" &&
-      mv -f "/etc/systemd/system/$UNIT.service.d/kist-harness.conf.new" \
-        "/etc/systemd/system/$UNIT.service.d/kist-harness.conf"
+    dropin="${SYSTEMD_DIR:-/etc/systemd/system}/$UNIT.service.d"
+    if [ "$(basename "$(readlink current)")" = stock ]; then
+      rm -f "$dropin/kist-harness.conf"   # the host's own tor: the unit exactly as packaged
+    else
+      # only ExecStart is replaced: the unit's own ExecStartPre steps (e.g. Debian's creation
+      # of /run/tor) still run; the deploy has already run --verify-config on this release
+      mkdir -p "$dropin" &&
+        printf '[Service]\nExecStart=\nExecStart=%s --RunAsDaemon 0\n' \
+          "$(tor_cmd)" > "$dropin/kist-harness.conf.new" &&
+        mv -f "$dropin/kist-harness.conf.new" "$dropin/kist-harness.conf" || return 1
+    fi
     systemctl daemon-reload && systemctl start "$UNIT"; return
   fi
   # shellcheck disable=SC2046
@@ -88,27 +92,43 @@ lock() {
   trap 'rm -rf lock' EXIT
 }
 
-switch_to() {  # switch_to TO FROM PHASE_OK
-  set_state phase=switching from="$2" to="$1"
-  link previous "$2" && link current "$1" || { log "cannot relink"; exit 3; }
-  if restart "$1"; then set_state "phase=$3" current="$1" previous="$2"; return 0; fi
-  log "tor failed on release $1; going back to $2"
-  link current "$2"; link previous "$1"
-  if restart "$2"; then set_state phase=rolled-back current="$2" previous="$1" failed="$1"
-  else set_state phase=broken current="$2" previous="$1" failed="$1"; fi
+prev_of() { basename "$(readlink previous 2>/dev/null || echo stock)"; }
+state_of() { sed -n "s/^$1=//p" state 2>/dev/null; }
+
+# switch_to TO PHASE_OK PREVIOUS_OK [STATE...]: run release TO; on success `previous` names
+# PREVIOUS_OK; if TO does not come up, current and previous go back to what they were
+switch_to() {
+  to=$1 ok=$2 prev_ok=$3; shift 3
+  from=$cur keep=$(prev_of)
+  set_state phase=switching from="$from" to="$to" keep="$keep"
+  link previous "$prev_ok" && link current "$to" || { log "cannot relink"; exit 3; }
+  if restart "$to"; then
+    set_state "phase=$ok" current="$to" previous="$prev_ok" prior="$keep" "$@"; return 0
+  fi
+  log "tor failed on release $to; going back to $from"
+  link current "$from"; link previous "$keep"
+  if restart "$from"; then set_state phase=rolled-back current="$from" previous="$keep" failed="$to"
+  else set_state phase=broken current="$from" previous="$keep" failed="$to"; fi
   return 3
 }
 
 cur=$(basename "$(readlink current 2>/dev/null || echo stock)")
 case "${1:-}" in
-  activate) lock; [ -d "releases/$2" ] || { log "no release $2"; exit 2; }
-            switch_to "$2" "$cur" active; exit $? ;;
-  rollback) lock; prev=$(basename "$(readlink previous 2>/dev/null || echo stock)")
-            switch_to "$prev" "$cur" rolled-back; exit $? ;;
-  recover)  lock; from=$(sed -n 's/^from=//p' state)
+  # the release we come from becomes previous
+  activate) lock; [ -d "releases/${2:-}" ] || { log "no release ${2:-}"; exit 2; }
+            switch_to "$2" active "$cur"; exit $? ;;
+  # swap current and previous (a second rollback undoes the first)
+  rollback) lock; switch_to "$(prev_of)" rolled-back "$cur"; exit $? ;;
+  # release ID failed its checks after activate: back to previous, and previous back to
+  # what it named before ID came, so no later rollback returns to ID
+  abandon)  lock; [ "$cur" = "${2:-}" ] || { log "current is $cur, not ${2:-?}"; exit 2; }
+            prior=$(state_of prior)
+            switch_to "$(prev_of)" rolled-back "${prior:-stock}" failed="$2"; exit $? ;;
+  recover)  lock; from=$(state_of from); keep=$(state_of keep)
             [ -n "$from" ] || exit 0
-            link current "$from"; restart "$from" && set_state phase=rolled-back current="$from" \
-              || set_state phase=broken current="$from"; exit 0 ;;
-  *) echo "usage: $0 activate ID | rollback | recover" >&2; exit 2 ;;
+            link current "$from"; [ -z "$keep" ] || link previous "$keep"
+            if restart "$from"; then phase=rolled-back; else phase=broken; fi
+            set_state phase=$phase current="$from" previous="${keep:-$(prev_of)}"; exit 0 ;;
+  *) echo "usage: $0 activate ID | rollback | abandon ID | recover" >&2; exit 2 ;;
 esac
 """

@@ -191,21 +191,18 @@ def open_control_tunnel(host: Host, control: str | ControlTarget | None = None, 
         yield tunnel
 
 
-def default_inventory() -> Path:
-    """$KIST_HARNESS_INVENTORY, else ./inventory.toml (read when called, not at import)."""
-    return Path(os.environ.get("KIST_HARNESS_INVENTORY", "inventory.toml"))
-
-
 def ssh_transport(host_name: str, control: str | None, inventory: Path | None = None,
                   *, accept_new_host_key: bool = False) -> Any:
     """For ``kist-harness collect --ssh HOST``: a Transport through HOST's SSH connection.
+
+    HOST is looked up in ``inventory`` (None: $KIST_HARNESS_INVENTORY, else ./inventory.toml).
 
     The returned transport also carries ``cookie_path``: a private local copy of the
     relay's cookie (or None), removed with the connection by ``close()``.
     """
     from harness.remote import inventory as inv
 
-    host = inv.load(inventory or default_inventory()).get(host_name)
+    host = inv.load(inv.locate(inventory)).get(host_name)
     stack = contextlib.ExitStack()
     try:
         tunnel = stack.enter_context(open_control_tunnel(host, control,

@@ -22,6 +22,7 @@ run = "process"
 control_socket = "/run/tor/control"
 allow = ["build"]
 sudo = true
+extra_torrc = "relay1.torrc"
 
 [hosts.relay2]
 address = "192.0.2.11"
@@ -47,6 +48,7 @@ def test_valid_inventory(tmp_path: Path) -> None:
     assert r1.allow == frozenset({inv.Permission.BUILD}) and r1.sudo
     assert r2.port == 2222 and r2.agent and r2.key is None and r2.control_port == 9151
     assert r2.run is inv.RunMode.SYSTEMD
+    assert r1.extra_torrc == tmp_path / "relay1.torrc" and r2.extra_torrc is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         r1.address = "x"  # type: ignore[misc]
 
@@ -80,3 +82,22 @@ def test_file_level_errors(tmp_path: Path) -> None:
         inv.load(tmp_path / "missing.toml")
     with pytest.raises(InputError, match="no host named 'nope'.*relay1, relay2"):
         _load(tmp_path, GOOD).get("nope")
+
+
+def test_locate_tries_flag_then_environment_then_cwd(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(inv.ENV, raising=False)
+    with pytest.raises(InputError) as err:
+        inv.locate(None)
+    msg = str(err.value)
+    assert "--inventory was not given" in msg and f"${inv.ENV} is not set" in msg
+    assert f"no inventory.toml in {tmp_path}" in msg
+    (tmp_path / "inventory.toml").write_text(GOOD)
+    assert inv.locate(None) == Path("inventory.toml")
+    monkeypatch.setenv(inv.ENV, str(tmp_path / "missing.toml"))
+    with pytest.raises(InputError, match="names .*missing.toml, which is not a file"):
+        inv.locate(None)
+    monkeypatch.setenv(inv.ENV, str(tmp_path / "inventory.toml"))
+    assert inv.locate(None) == tmp_path / "inventory.toml"
+    assert inv.locate(tmp_path / "given.toml") == tmp_path / "given.toml"

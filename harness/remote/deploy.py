@@ -259,7 +259,12 @@ def _install(session: Session, binary: bytes, settings: Settings, patch_hash: st
     """Stage a release of ``binary`` with this configuration, switch to it, verify it."""
     sha = hashlib.sha256(binary).hexdigest()
     manifest = f"sha256={sha}\npatch_hash={patch_hash or ''}\nsource={source}\n"
-    files = release_files(session.host, settings, binary, manifest)
+    host = session.host
+    # quiet: a host torrc may hold a HashedControlPassword; it stays on the host
+    torrc_text = session.run(f"cat '{host.torrc}'", quiet=True).stdout
+    defaults_text = (session.run(f"cat '{host.defaults_torrc}'", quiet=True).stdout
+                     if host.defaults_torrc else None)
+    files = release_files(host, settings, binary, manifest, torrc_text, defaults_text)
     rid = release_id(files)
     _stage(session, rid, files)
     version = _tor_version(session, session.host.install_dir / "releases" / rid / "tor")

@@ -2,8 +2,9 @@
 
 A release runs ``tor --defaults-torrc defaults-torrc -f torrc``:
 
-- ``defaults-torrc`` includes the host's own files (its torrc, and its defaults file if any),
-  so an operator's relay keeps its identity, ports and policies;
+- ``defaults-torrc`` is the host's own configuration (its defaults file if any, then its
+  torrc, merged the way tor layers them), so an operator's relay keeps its identity, ports
+  and policies;
 - ``torrc`` (the fragment) overrides them, option by option: the host's ``extra_torrc``
   lines (a local file named in the inventory, e.g. to join a private test network), then
   the scheduler settings, then a control endpoint on loopback or a unix socket with cookie
@@ -103,20 +104,39 @@ def fragment(host: Host, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def defaults_layer(host: Host) -> str:
-    """The release's ``defaults-torrc``: the host's own configuration, which the fragment overrides."""
-    lines = ["# the host's own configuration; torrc (the fragment) overrides it"]
-    if host.defaults_torrc:
-        lines.append(f"%include {host.defaults_torrc}")
-    lines.append(f"%include {host.torrc}")
+def _option(line: str) -> str | None:
+    """The option a torrc line sets (lower case: tor's names are case-insensitive), else None."""
+    text = line.strip()
+    if not text or text.startswith(("#", "%")):
+        return None
+    return text.split(None, 1)[0].lstrip("+/").lower()
+
+
+def defaults_layer(host: Host, torrc_text: str, defaults_text: str | None) -> str:
+    """The release's ``defaults-torrc``: the host's own configuration, which the fragment overrides.
+
+    Tor has two layers, and the fragment needs the upper one, so the host's two files are
+    merged into the lower one as tor would layer them: a defaults-file option the host's
+    torrc also sets is dropped (on Debian, the service defaults' ``SocksPort 9050`` next to
+    a relay's ``SocksPort 0`` would otherwise be one layer's contradiction). A copy, not an
+    ``%include``: the release id covers what the release runs with.
+    """
+    lines = [f"# the host's own configuration ({host.torrc}"
+             + (f" over {host.defaults_torrc}" if host.defaults_torrc else "")
+             + "), copied at deploy time; torrc (the fragment) overrides it"]
+    if defaults_text is not None:
+        overridden = {o for o in map(_option, torrc_text.splitlines()) if o}
+        lines += [f"# from {host.defaults_torrc} (options {host.torrc} sets are left out)"]
+        lines += [line for line in defaults_text.splitlines() if _option(line) not in overridden]
+    lines += [f"# from {host.torrc}", *torrc_text.splitlines()]
     return "\n".join(lines) + "\n"
 
 
-def release_files(host: Host, settings: Settings, binary: bytes, manifest: str
-                  ) -> dict[str, tuple[bytes, int]]:
+def release_files(host: Host, settings: Settings, binary: bytes, manifest: str, torrc_text: str,
+                  defaults_text: str | None) -> dict[str, tuple[bytes, int]]:
     """What goes into a release directory, by name: (content, mode)."""
     return {"tor": (binary, 0o755), "torrc": (fragment(host, settings).encode(), 0o644),
-            "defaults-torrc": (defaults_layer(host).encode(), 0o644),
+            "defaults-torrc": (defaults_layer(host, torrc_text, defaults_text).encode(), 0o644),
             "manifest": (manifest.encode(), 0o644)}
 
 

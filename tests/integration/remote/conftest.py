@@ -33,6 +33,7 @@ from harness.remote.inventory import Host, RunMode
 
 LABEL = {"kist-harness.owner": "remote"}
 RECIPE = Path(__file__).resolve().parents[3] / "docker" / "sshd"
+SYSTEMD_RECIPE = RECIPE.parent / "sshd-systemd"
 BASE = "kist-harness/base:bookworm"
 OR_PORT = 21401
 CONTROL_PORT = 21451
@@ -53,21 +54,31 @@ TINY_NETWORK = {"network": {"name": "remotejoin", "bootstrap_timeout_s": 240},
                 "relays": [{"name": "exit", "count": 2, "role": "exit", "vote_guard": True}]}
 
 
+def _image(recipe: Path, name: str, base: str) -> str:
+    """Build recipe FROM base once per content (tag = hash of the recipe and the base image id)."""
+    base_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", base],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    digest = hashlib.sha256(base_id.encode())
+    for f in sorted(recipe.iterdir()):
+        digest.update(f.name.encode() + f.read_bytes())
+    tag = f"kist-harness/{name}:{digest.hexdigest()[:12]}"
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode:
+        subprocess.run(["docker", "build", "-q", "--label", "kist-harness.owner=remote", "--build-arg",
+                        f"BASE={base}", "-t", tag, str(recipe)], check=True, capture_output=True)
+    return tag
+
+
 def sshd_image() -> str:
-    """Build docker/sshd once per content (tag = hash of the recipe and the base image id)."""
+    """docker/sshd on the base image."""
     from harness.images import ensure_base
 
     ensure_base()   # kist-harness/base:bookworm, made without a registry on a fresh machine
-    base_id = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", BASE],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    digest = hashlib.sha256(base_id.encode())
-    for f in sorted(RECIPE.iterdir()):
-        digest.update(f.name.encode() + f.read_bytes())
-    tag = f"kist-harness/sshd:{digest.hexdigest()[:12]}"
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode:
-        subprocess.run(["docker", "build", "-q", "--label", "kist-harness.owner=remote",
-                        "-t", tag, str(RECIPE)], check=True, capture_output=True)
-    return tag
+    return _image(RECIPE, "sshd", BASE)
+
+
+def systemd_image() -> str:
+    """docker/sshd-systemd on the sshd image: the same host, with systemd as PID 1."""
+    return _image(SYSTEMD_RECIPE, "sshd-systemd", sshd_image())
 
 
 @dataclass
@@ -297,3 +308,77 @@ def _wait_sshd(rh: RelayHost, timeout_s: float = 30.0) -> None:
             time.sleep(0.2)
     logs = rh.container.logs(tail=20).decode(errors="replace")
     raise RuntimeError(f"sshd did not answer within {timeout_s} s; last log lines:\n{logs}")
+
+
+# The systemd host's own torrc: Debian's tor@default with the service defaults file, kept off
+# any network until a deploy joins it to the private one.
+SYSTEMD_TORRC = f"""\
+DisableNetwork 1
+SocksPort 0
+ORPort 127.0.0.1:{OR_PORT}
+Nickname kistsystemd
+ContactInfo kist-harness test
+ShutdownWaitLength 0
+"""
+
+
+@dataclass(frozen=True)
+class SystemdRelay:
+    """A relay host whose tor is Debian's tor@default unit under systemd, on the network's bridge."""
+
+    container: Any
+    host: Host            # run = systemd; extra_torrc joins the private network
+    keydir: Path
+
+    def sh(self, cmd: str) -> str:
+        return str(self.container.exec_run(["sh", "-c", cmd]).output.decode(errors="replace"))
+
+    def unit_exe(self) -> str:
+        """The executable of tor@default's main process ('' if the unit runs none)."""
+        # argv[0], not /proc/PID/exe: tor runs as debian-tor, and reading another user's exe
+        # link needs CAP_SYS_PTRACE, which containers do not get
+        return self.sh("p=$(systemctl show -p MainPID --value tor@default); [ \"$p\" != 0 ] && "
+                       "readlink -f \"$(tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1)\"").strip()
+
+
+@pytest.fixture(scope="session")
+def systemd_relay(docker_client: Any, private_network: Any) -> Iterator[SystemdRelay]:
+    """A second relay host, systemd as PID 1 (SYS_ADMIN, private cgroup namespace, no --privileged)."""
+    from harness.network.join import relay_torrc
+
+    image = systemd_image()
+    keydir = Path(tempfile.mkdtemp(prefix="kist-remote-sd-"))
+    container = None
+    try:
+        _keygen(keydir / "host_key")
+        _keygen(keydir / "client_key")
+        container = docker_client.containers.create(
+            image, labels=LABEL, network=private_network.docker_network, name=f"kist-remote-sd-{keydir.name[-8:]}",
+            cap_add=["SYS_ADMIN"], cgroupns="private", tmpfs={"/run": "", "/run/lock": ""})
+        container.put_archive("/etc/ssh/kist", _tar({
+            "ssh_host_ed25519_key": ((keydir / "host_key").read_bytes(), 0o600),
+            "authorized_keys": ((keydir / "client_key.pub").read_bytes(), 0o600)}))
+        container.put_archive("/etc/tor", _tar({"torrc": (SYSTEMD_TORRC.encode(), 0o644)}))
+        container.start()
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"][private_network.docker_network]["IPAddress"]
+        pub = (keydir / "host_key.pub").read_text().split()
+        (keydir / "known_hosts").write_text(f"{address} {pub[0]} {pub[1]}\n")
+        (keydir / "join.torrc").write_text(relay_torrc(private_network, address, OR_PORT))
+        host = Host(name="relay-systemd", address=address, key=keydir / "client_key",
+                    known_hosts=keydir / "known_hosts", run=RunMode.SYSTEMD, unit="tor@default",
+                    defaults_torrc=PurePosixPath("/usr/share/tor/tor-service-defaults-torrc"),
+                    control_port=CONTROL_PORT, connect_timeout_s=10, command_timeout_s=120,
+                    verify_timeout_s=120, extra_torrc=keydir / "join.torrc")
+        relay = SystemdRelay(container, host, keydir)
+        deadline = time.monotonic() + 60
+        while relay.sh("systemctl is-active ssh tor@default").split() != ["active", "active"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("systemd did not start ssh and tor@default: "
+                                   + relay.sh("systemctl --failed --no-pager; journalctl -n 20 --no-pager"))
+            time.sleep(0.5)
+        yield relay
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        shutil.rmtree(keydir, ignore_errors=True)

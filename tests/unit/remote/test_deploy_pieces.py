@@ -49,8 +49,24 @@ def test_extra_torrc_goes_before_the_deploys_own_lines(tmp_path: Path) -> None:
         "ControlPort 127.0.0.1:9051")
     assert "ORPort 10.0.0.9:24001" in lines and "# join the test network" in lines
     plain = frag.fragment(HOST, deploy.Settings("KIST"))
-    assert frag.release_id(frag.release_files(host, deploy.Settings(), b"tor", "m")) != \
-        frag.release_id(frag.release_files(HOST, deploy.Settings(), b"tor", "m")), plain
+    assert frag.release_id(frag.release_files(host, deploy.Settings(), b"tor", "m", "", None)) != \
+        frag.release_id(frag.release_files(HOST, deploy.Settings(), b"tor", "m", "", None)), plain
+
+
+def test_defaults_layer_merges_the_host_files_as_tor_layers_them() -> None:
+    """Debian's service defaults say SocksPort 9050; a relay's torrc says SocksPort 0: one wins."""
+    host = Host(name="r", address="a", key=Path("/k"),
+                defaults_torrc=PurePosixPath("/usr/share/tor/tor-service-defaults-torrc"))
+    defaults = "DataDirectory /var/lib/tor\nSocksPort 9050\nsocksport unix:/run/tor/socks\nUser debian-tor\n"
+    torrc = "# a relay\nSOCKSPort 0\nORPort 9001\n"
+    lines = frag.defaults_layer(host, torrc, defaults).splitlines()
+    options = [line for line in lines if line and not line.startswith("#")]
+    assert options == ["DataDirectory /var/lib/tor", "User debian-tor", "SOCKSPort 0", "ORPort 9001"]
+    # without a defaults file the host's torrc is the layer; a changed file is another release
+    assert [x for x in frag.defaults_layer(HOST, torrc, None).splitlines() if not x.startswith("#")] == \
+        ["SOCKSPort 0", "ORPort 9001"]
+    assert frag.release_id(frag.release_files(HOST, deploy.Settings(), b"tor", "m", torrc, None)) != \
+        frag.release_id(frag.release_files(HOST, deploy.Settings(), b"tor", "m", torrc + "Nickname x\n", None))
 
 
 @pytest.mark.parametrize("line, needle", [

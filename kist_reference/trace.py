@@ -6,6 +6,11 @@ the JSON-lines form, both exact (doubles travel as C99 hex floats).
 
 Steps are NamedTuples rather than dataclasses: a busy relay emits hundreds of thousands
 of them per minute and replay walks them in its hot loop, where tuple access is fastest.
+
+``parse_wire`` is the collector's bottleneck, so it has two paths to the same record: a
+fast one for well-formed lines (one branch per step op, steps cached by their text,
+validation inline) and the checked one, field by field, which takes over whenever the
+fast one meets anything unusual and names the problem. tests/unit/trace holds them equal.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 FORMAT_VERSION = 1
 EVENT_NAME = "KIST_RUN"
@@ -287,7 +293,7 @@ def _int(text: str, field: str) -> int:
 def _flt(text: str, field: str) -> float:
     try:
         return float.fromhex(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # 0x1p+99999 overflows
         raise TraceError(f"{text!r} is not a hex float (C99 %a, e.g. 0x1.8p+1)", field=field) from None
 
 
@@ -317,23 +323,26 @@ _HEADER_KEYS = ("V", "RUN", "SCHED", "T0", "TI", "T1", "IVAL", "FACTOR", "NOKS",
                 "DIFF", "NEXT")
 
 
+_HEADER_SET = frozenset(_HEADER_KEYS)
+
+
 def _keywords(line: str) -> dict[str, str]:
     text = line.strip()
     if text.startswith("650"):
         text = text[3:].lstrip(" -")
     if text.startswith(EVENT_NAME + " "):
         text = text[len(EVENT_NAME):]
-    kw: dict[str, str] = {}
-    for token in text.split():
-        key, sep, value = token.partition("=")
-        if not sep:
-            raise TraceError(f"token {token!r} is not key=value", field="")
-        kw[key] = value
+    tokens = text.split()
+    try:  # every token split at its first "=" in one C-level pass
+        kw = dict(map(str.split, tokens, repeat("="), repeat(1)))
+    except ValueError:  # a token without "=": name it
+        token = next(t for t in tokens if "=" not in t)
+        raise TraceError(f"token {token!r} is not key=value", field="") from None
     if "EW" in kw:
         raise TraceError("EW is not part of format version 1 any more: end-of-run kernel writes are W steps "
                          "at the end of STEPS (docs/trace-format.md, 'End of run')", field="EW")
-    missing = [k for k in _HEADER_KEYS if k not in kw]
-    if missing:
+    if not kw.keys() >= _HEADER_SET:
+        missing = [k for k in _HEADER_KEYS if k not in kw]
         raise TraceError(f"missing key(s) {', '.join(missing)}; is this a {EVENT_NAME} line of format "
                          f"version {FORMAT_VERSION}?", field=missing[0])
     return kw
@@ -371,9 +380,8 @@ def _parse_sock(item: str) -> SockRead:
     raise TraceError(f"socket read {item!r} is not T/cwnd/unacked/mss/notsent, E/errno or L", field="SOCK")
 
 
-def parse_wire(line: str) -> RunRecord:
-    """Parse one KIST_RUN event line (with or without the ``650`` prefix)."""
-    kw = _keywords(line)
+def _parse_checked(kw: dict[str, str]) -> RunRecord:
+    """Field by field, every value checked: what names the problem when the fast path declines."""
     heap_items = [_fields(i, 4, "HEAP") for i in _items(kw["HEAP"])]
     mux_items = [_fields(i, 5, "MUX") for i in _items(kw["MUX"])]
     chan_items = [_fields(i, 7, "CHANS") for i in _items(kw["CHANS"])]
@@ -407,6 +415,176 @@ def parse_wire(line: str) -> RunRecord:
         final=tuple(_int(i, "FINAL") for i in _items(kw["FINAL"])),
         diff_ms=_int(kw["DIFF"], "DIFF"), next_us=_int(kw["NEXT"], "NEXT"),
     ).validate()
+
+
+_V = TypeVar("_V")
+
+
+class _Declined(Exception):
+    """The fast path met something unusual; the checked path parses it (or names the problem)."""
+
+
+_FLAG = {"0": False, "1": True}
+_OUTCOMES = {"KIST": frozenset(KIST_OUTCOMES), "KISTLite": frozenset(KIST_OUTCOMES),
+             "Vanilla": frozenset(VANILLA_OUTCOMES)}
+_CALLS = frozenset(EXTERNAL_CALLS)
+_STATES = frozenset(SCHED_STATES)
+_ONE_INT: dict[str, type[Any]] = {"d": DestroyFlush, "l": LeftOpen, "z": DestroyFailed}
+_TWO_INTS: dict[str, type[Any]] = {"v": Writeable, "e": StaleQueue, "y": WriteFailed}
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__: the steps are the hot path
+
+
+def _fast_step(item: str, outcomes: frozenset[str], n_snaps: int) -> Step:
+    """One step, one branch per op (most frequent first), validated as it goes."""
+    p = item.split(":")
+    op = p[0]
+    n = len(p)
+    step: Step
+    if op == "f" and n == 5:
+        step = _new(CellFlush, (int(p[1]), int(p[2]), int(p[3]), int(p[4])))
+    elif op == "p" and n == 2:
+        step = _new(Pop, (int(p[1]),))
+    elif op == "c" and n == 3:
+        step = _new(CanWrite, (int(p[1]), _FLAG[p[2]]))
+    elif op == "k" and n == 3 and p[2] in outcomes:
+        step = _new(Outcome, (int(p[1]), p[2]))
+    elif op == "s" and n == 4:
+        step = _new(ShouldWrite, (int(p[1]), int(p[2]), _FLAG[p[3]]))
+    elif op == "W" and n == 4:
+        step = _new(EndWrite, (int(p[1]), int(p[2]), int(p[3])))
+    elif op == "w" and n == 4:
+        step = _new(KernelWrite, (int(p[1]), int(p[2]), int(p[3])))
+    elif op == "n" and n == 2 and 0 <= int(p[1]) < n_snaps:
+        step = _new(Snapshot, (int(p[1]),))
+    elif op == "x" and n == 3 and p[2] in _CALLS:
+        step = _new(External, (int(p[1]), p[2]))
+    elif op in _ONE_INT and n == 2:
+        step = _new(_ONE_INT[op], (int(p[1]),))
+    elif op in _TWO_INTS and n == 3:
+        step = _new(_TWO_INTS[op], (int(p[1]), int(p[2])))
+    else:
+        raise _Declined
+    return step
+
+
+# Parsed steps and socket reads by their wire text; steps per scheduler (an outcome's
+# validity depends on it). A relay repeats the same few hundred step strings run after run
+# (the same channels popped, checked and written; cells of one run flushed in the same tick
+# and msec) and the same few socket reads, so most elements are one dict lookup. Both are
+# immutable, so sharing them is safe. Snapshot steps are not cached (their validity depends
+# on the record's snapshot count); a cache is emptied when full, which bounds its memory.
+_CACHE_MAX = 1 << 13  # about 2 MB per cache
+_STEP_CACHES: dict[str, dict[str, Step]] = {sched: {} for sched in SCHEDULERS}
+_SOCK_CACHE: dict[str, SockRead] = {}
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def _fast_steps(value: str, sched: str, n_snaps: int) -> tuple[Step, ...]:
+    if not value:
+        return ()
+    cache = _STEP_CACHES[sched]
+    outcomes = _OUTCOMES[sched]
+    out: list[Step] = []
+    add = out.append
+    for item in value.split(","):
+        step = cache.get(item)
+        if step is None:
+            step = _fast_step(item, outcomes, n_snaps)
+            if type(step) is not Snapshot:
+                _remember(cache, item, step)
+        add(step)
+    return tuple(out)
+
+
+def _fast_snapshots(kw: dict[str, str]) -> tuple[ChannelSnapshot, ...]:
+    chans = kw["CHANS"].split(",") if kw["CHANS"] else []
+    muxes = kw["MUX"].split(",") if kw["MUX"] else []
+    heap = kw["HEAP"].split(",") if kw["HEAP"] else []
+    if len(chans) != len(muxes):
+        raise _Declined
+    snaps: list[ChannelSnapshot] = []
+    pos = 0
+    for chan, mux in zip(chans, muxes, strict=True):
+        c = chan.split(":")
+        m = mux.split(":")
+        nheap = int(m[4]) if len(m) == 5 else -1
+        if len(c) != 7 or c[6] not in _STATES or not 0 <= nheap <= len(heap) - pos:
+            raise _Declined
+        entries = []
+        for h in heap[pos:pos + nheap]:
+            e = h.split(":")
+            if len(e) != 4:
+                raise _Declined
+            entries.append(HeapEntry(int(e[0]), float.fromhex(e[1]), int(e[2]), int(e[3])))
+        pos += nheap
+        snaps.append(ChannelSnapshot(
+            int(c[0]), _FLAG[c[1]], _FLAG[c[2]], int(c[3]), None if c[4] == "-" else int(c[4]),
+            None if c[5] == "-" else int(c[5]), c[6],
+            MuxSnapshot(int(m[0]), int(m[1]), _FLAG[m[2]], int(m[3]), tuple(entries))))
+    if pos != len(heap):
+        raise _Declined
+    return tuple(snaps)
+
+
+def _fast_sock_read(item: str) -> SockRead:
+    if item.startswith("T/"):
+        parts = item[2:].split("/")
+        if len(parts) == 4:
+            return TcpInfo(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
+    elif item.startswith("E/"):
+        return SockError(int(item[2:]))
+    elif item == "L":
+        return Fallback()
+    raise _Declined
+
+
+def _fast_sock(value: str) -> tuple[SockRead, ...]:
+    out: list[SockRead] = []
+    for item in value.split(",") if value else ():
+        read = _SOCK_CACHE.get(item)
+        if read is None:
+            read = _fast_sock_read(item)
+            _remember(_SOCK_CACHE, item, read)
+        out.append(read)
+    return tuple(out)
+
+
+def _parse_fast(kw: dict[str, str]) -> RunRecord:
+    """The common case, several times faster than :func:`_parse_checked`: the same record,
+    validated inline (so ``validate`` need not walk the steps again). Anything unusual raises
+    ``_Declined`` or ValueError/KeyError, and the checked path takes over."""
+    sched = kw["SCHED"]
+    if sched not in _OUTCOMES:
+        raise _Declined
+    snaps = _fast_snapshots(kw)
+    n_pending = int(kw["NPEND"])
+    sock = _fast_sock(kw["SOCK"])
+    if (int(kw["V"]) != FORMAT_VERSION or not 0 <= n_pending <= len(snaps)
+            or (sched != "Vanilla" and len(sock) != n_pending)):
+        raise _Declined
+    readd, final = kw["READD"], kw["FINAL"]
+    return RunRecord(
+        FORMAT_VERSION, int(kw["RUN"]), sched, int(kw["T0"]), int(kw["TI"]), int(kw["T1"]),
+        Params(int(kw["IVAL"]), float.fromhex(kw["FACTOR"]), _FLAG[kw["NOKS"]], int(kw["HW"]),
+               float.fromhex(kw["EWMAF"]), int(kw["TICKLEN"])),
+        n_pending, snaps, sock, _fast_steps(kw["STEPS"], sched, len(snaps)),
+        tuple(map(int, readd.split(","))) if readd else (),
+        tuple(map(int, final.split(","))) if final else (),
+        int(kw["DIFF"]), int(kw["NEXT"]))
+
+
+def parse_wire(line: str) -> RunRecord:
+    """Parse one KIST_RUN event line (with or without the ``650`` prefix)."""
+    kw = _keywords(line)
+    try:
+        return _parse_fast(kw)
+    except (_Declined, ValueError, KeyError, OverflowError):
+        return _parse_checked(kw)
 
 
 def _wire_step(step: Step) -> str:

@@ -7,6 +7,13 @@ affordable. Triggers reject UPDATE and DELETE on records: the store only grows.
 
 Every record points at a context row (run id, relay fingerprint, arm, Tor version, patch
 hash); the ``records_full`` view joins them, so each record reads back complete.
+
+Per-minute aggregates (``harness.control.aggregates``) are added in the same transaction
+as the records they summarise, so the report's queries over a day of records read
+thousands of rows instead of millions, and a crash can never leave them out of step.
+A store written before the aggregates existed (or with an older definition of them) gets
+them rebuilt, in one transaction, the first time it is opened for writing; opened
+read-only, it gets them computed in memory.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.control import aggregates as agg
 from harness.control.records import Context, Record
 from harness.errors import InputError, StepError
 
@@ -26,6 +34,13 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
+REBUILD_CHUNK = 20000  # records per step of an aggregate rebuild: bounds its memory
+
+# what a query may group by or filter on -> its column
+_COLUMNS = {"arm": "c.arm", "fingerprint": "c.fingerprint", "run_id": "c.run_id", "sched": "a.sched"}
+_UPSERT_COUNTS = ("INSERT INTO agg_counts VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE "
+                  "SET n = n + excluded.n, total = total + excluded.total")
+_UPSERT_BINS = "INSERT INTO agg_bins VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET n = n + excluded.n"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,6 +63,14 @@ CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
     BEGIN SELECT RAISE(ABORT, 'the store is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
     BEGIN SELECT RAISE(ABORT, 'the store is append-only'); END;
+CREATE TABLE IF NOT EXISTS agg_counts (
+    metric TEXT NOT NULL, ctx INTEGER NOT NULL, sched TEXT NOT NULL, minute INTEGER NOT NULL,
+    n INTEGER NOT NULL, total NOT NULL,             -- no affinity: integer sums stay exact
+    PRIMARY KEY (metric, ctx, sched, minute)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_bins (
+    metric TEXT NOT NULL, ctx INTEGER NOT NULL, sched TEXT NOT NULL, minute INTEGER NOT NULL,
+    bin INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (metric, ctx, sched, minute, bin)) WITHOUT ROWID;
 CREATE VIEW IF NOT EXISTS records_full AS
     SELECT r.id, c.run_id, c.fingerprint, c.arm, c.tor_version, c.patch_hash,
            r.ts, r.kind, r.data, r.raw
@@ -55,8 +78,8 @@ CREATE VIEW IF NOT EXISTS records_full AS
 """
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), allow_nan=True, default=str)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=True, default=str)  # built once: json.dumps
+_dumps = _ENCODER.encode                                                            # with options builds one per call
 
 
 class Store:
@@ -94,8 +117,13 @@ class Store:
                              f"{version[0] if version else 'none'}, this harness reads "
                              f"{SCHEMA_VERSION}: collect into a new store.")
         self._ctx_ids: dict[Context, int] = {}
+        self._agg_db: sqlite3.Connection | None = None  # where the aggregates are read from
+        if not readonly and not self._aggregates_current(self.db):
+            self.rebuild_aggregates(only_if_stale=True)
 
     def close(self) -> None:
+        if self._agg_db is not None and self._agg_db is not self.db:
+            self._agg_db.close()
         self.db.close()
 
     def __enter__(self) -> Store:
@@ -123,11 +151,21 @@ class Store:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(self._ctx_id(ctx), rec.ts, str(rec.kind), _dumps(rec.data), rec.raw)
-                        for ctx, rec in items]
+                rows = []
+                inc = agg.Increments()
+                last: tuple[Context | None, int] = (None, 0)
+                for ctx, rec in items:
+                    # a batch is mostly one context: skip hashing it per record
+                    cid = last[1] if ctx is last[0] else self._ctx_id(ctx)
+                    last = (ctx, cid)
+                    rows.append((cid, rec.ts, str(rec.kind), _dumps(rec.data), rec.raw))
+                    inc.add(cid, rec.kind, rec.ts, rec.data, rec.raw)
                 self.db.executemany("INSERT INTO records (ctx, ts, kind, data, raw) "
                                     "VALUES (?,?,?,?,?)", rows)
+                _apply(self.db, inc)
                 self.db.execute("COMMIT")
+                if inc.unfit:
+                    log.warning("%d records of a batch do not fit their kind: stored, not aggregated", inc.unfit)
             except BaseException:
                 self.db.execute("ROLLBACK")
                 self._ctx_ids.clear()  # ids inserted in the rolled-back transaction are gone
@@ -135,6 +173,105 @@ class Store:
         except sqlite3.Error as exc:
             raise StepError(f"writing to the store {self.path} failed: {exc}") from exc
         return len(rows)
+
+    # -- aggregates --------------------------------------------------------------------
+
+    @staticmethod
+    def _aggregates_current(db: sqlite3.Connection) -> bool:
+        row = db.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
+        return row is not None and row[0] == str(agg.VERSION)
+
+    def rebuild_aggregates(self, *, only_if_stale: bool = False) -> None:
+        """Recompute every aggregate from the records, in one transaction (idempotent: a
+        crash half-way leaves the old state, and the next open for writing starts again).
+        ``only_if_stale``: unless they are current (checked inside the transaction, so of
+        several collectors opening one old store, one rebuilds)."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if not (only_if_stale and self._aggregates_current(self.db)):
+                    n = _rebuild(self.db, self.db)
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('aggregates_version', ?)",
+                                    (str(agg.VERSION),))
+                    if n:
+                        log.info("rebuilt the aggregates of %s from %d records", self.path, n)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StepError(f"rebuilding the aggregates of the store {self.path} failed: {exc}") from exc
+
+    def _aggregates(self) -> sqlite3.Connection:
+        """The connection holding current aggregates: the store's own, or (a read-only store
+        written before they existed) a private in-memory copy computed from its records."""
+        if self._agg_db is None:
+            if self._aggregates_current(self.db):
+                self._agg_db = self.db
+            else:
+                mem = sqlite3.connect(":memory:", check_same_thread=False)
+                mem.executescript(_SCHEMA)
+                mem.executemany("INSERT INTO contexts VALUES (?,?,?,?,?,?)",
+                                self.db.execute("SELECT id, run_id, fingerprint, tor_version, patch_hash,"
+                                                " arm FROM contexts"))
+                _rebuild(self.db, mem)
+                self._agg_db = mem
+        return self._agg_db
+
+    def _agg_query(self, table: str, metric: str, by: Sequence[str], where: agg.Selection | None,
+                   select: str, extra_group: str = "") -> list[tuple[Any, ...]]:
+        """Rows of (label columns..., [extra_group,] select...) grouped by label (and extra)."""
+        known = agg.COUNTERS if table == "agg_counts" else agg.HISTOGRAMS
+        if metric not in known:
+            raise InputError(f"no aggregate {metric!r}; known: {', '.join(sorted(known))}")
+        unknown = [b for b in by if b not in _COLUMNS]
+        if unknown:
+            raise InputError(f"cannot group aggregates by {unknown[0]!r}; use any of {', '.join(_COLUMNS)}")
+        sel = where or agg.Selection()
+        conds = ["a.metric = ?"]
+        args: list[Any] = [metric]
+        for name in _COLUMNS:
+            value = getattr(sel, name)
+            if value is not None:
+                conds.append(f"{_COLUMNS[name]} = ?")
+                args.append(value)
+        for bound, op in ((sel.since, ">="), (sel.until, "<")):
+            if bound is not None:
+                conds.append(f"a.minute {op} ?")
+                args.append(int(bound // agg.MINUTE_S))
+        groups = [_COLUMNS[b] for b in by] + ([extra_group] if extra_group else [])
+        sql = (f"SELECT {', '.join([*groups, select])} FROM {table} a JOIN contexts c ON a.ctx = c.id "
+               f"WHERE {' AND '.join(conds)}" + (f" GROUP BY {', '.join(groups)}" if groups else ""))
+        return [row for row in self._aggregates().execute(sql, args).fetchall() if row[-1] is not None]
+
+    def totals(self, metric: str, *, by: Sequence[str] = ("arm",), where: agg.Selection | None = None
+               ) -> dict[tuple[str, ...], tuple[int, float]]:
+        """label -> (n, total) of a counter (``aggregates.COUNTERS``). A label is the values
+        of the ``by`` columns (any of arm, fingerprint, run_id, sched; ``()`` for one label
+        ``()``); ``where`` selects contexts, scheduler and time range."""
+        k = len(by)
+        return {tuple(row[:k]): (int(row[k]), row[k + 1])
+                for row in self._agg_query("agg_counts", metric, by, where, "sum(a.n), sum(a.total)")}
+
+    def minute_series(self, metric: str, *, by: Sequence[str] = ("arm",), where: agg.Selection | None = None
+                      ) -> dict[tuple[str, ...], list[tuple[float, int, float]]]:
+        """label -> [(minute start in s since the epoch, n, total)] of a counter, in time
+        order: a per-minute panel (runs, decisions, cells, goodput) without the records."""
+        k = len(by)
+        out: dict[tuple[str, ...], list[tuple[float, int, float]]] = {}
+        for row in sorted(self._agg_query("agg_counts", metric, by, where, "sum(a.n), sum(a.total)", "a.minute")):
+            out.setdefault(tuple(row[:k]), []).append((float(row[k] * agg.MINUTE_S), int(row[k + 1]), row[k + 2]))
+        return out
+
+    def histogram(self, metric: str, *, by: Sequence[str] = ("arm",), where: agg.Selection | None = None
+                  ) -> dict[tuple[str, ...], agg.Histogram]:
+        """label -> the log-binned histogram of a value (``aggregates.HISTOGRAMS``), summed
+        over minutes: what a CDF or a quantile over a whole day needs."""
+        k = len(by)
+        counts: dict[tuple[str, ...], dict[int, int]] = {}
+        for row in self._agg_query("agg_bins", metric, by, where, "sum(a.n)", "a.bin"):
+            counts.setdefault(tuple(row[:k]), {})[int(row[k])] = int(row[k + 1])
+        return {label: agg.Histogram(metric, c) for label, c in counts.items()}
 
     # -- reading -----------------------------------------------------------------------
 
@@ -181,6 +318,29 @@ class Store:
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id")
         for row in self.db.execute(sql, args):
             yield Context(*row[:5]), Record(row[6], row[5], json.loads(row[7]), row[8])
+
+
+def _apply(db: sqlite3.Connection, inc: agg.Increments) -> None:
+    """Add increments to the aggregate tables (inside the caller's transaction)."""
+    if inc.counters:
+        db.executemany(_UPSERT_COUNTS, [(*k, v[0], v[1]) for k, v in inc.counters.items()])
+    if inc.bins:
+        db.executemany(_UPSERT_BINS, [(*k, b, n) for k, hist in inc.bins.items() for b, n in hist.items()])
+
+
+def _rebuild(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
+    """Aggregates of every record of src, written into dst's (emptied) tables; the caller
+    holds the transaction. Returns how many records were read."""
+    dst.execute("DELETE FROM agg_counts")
+    dst.execute("DELETE FROM agg_bins")
+    kinds = tuple(agg.KINDS)
+    cursor = src.execute(f"SELECT ctx, kind, ts, data, raw FROM records WHERE kind IN "
+                         f"({','.join('?' * len(kinds))}) ORDER BY id", kinds)
+    n = 0
+    while rows := cursor.fetchmany(REBUILD_CHUNK):
+        n += len(rows)
+        _apply(dst, agg.increments((c, k, ts, json.loads(d), raw) for c, k, ts, d, raw in rows))
+    return n
 
 
 @contextlib.contextmanager

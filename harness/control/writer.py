@@ -14,14 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.control.aggregates import summarize_payloads
 from harness.control.buffer import EventBuffer
-from harness.control.events import KIST_RUN, kist_run_payload, summarize_payloads, to_record
+from harness.control.events import KIST_RUN, kist_run_payload, to_record
 from harness.control.records import Context, Kind, Record, error_record
 from harness.control.store import Store
 
 log = logging.getLogger(__name__)
 
 BATCH_BYTES = 4 << 20  # raw event bytes per commit: bounds the writer's own copy
+COLLECT_NAP_S = 0.02   # while a batch fills: the buffer absorbs 20 ms of any burst it can hold
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,10 @@ def _worker_init() -> None:
 class StoreWriter:
     """Runs in its own thread; ``stop()`` drains what is queued, commits and returns.
 
-    With ``parse_workers`` > 0, KIST_RUN payloads are parsed by ``kist_reference.trace`` in
-    that many worker processes (the parser is the pipeline's bottleneck and the GIL keeps
-    a thread from using a second core); other events are parsed here.
+    KIST_RUN payloads are parsed by ``kist_reference.trace`` (not through stem's event
+    classes: the payload is all there is); with ``parse_workers`` > 0 in that many worker
+    processes (the parser is the pipeline's bottleneck and the GIL keeps a thread from
+    using a second core). Other events are parsed here by stem.
     """
 
     def __init__(self, store: Store, buffer: EventBuffer, *, batch_max: int = 5000,
@@ -125,21 +128,27 @@ class StoreWriter:
 
     def _convert(self, batch: list[RawEvent | OwnRecord]) -> list[tuple[Context, Record]]:
         out: list[tuple[Context, Record] | None] = []
-        runs: list[tuple[int, RawEvent, str]] = []  # KIST_RUNs for the parse workers
+        runs: list[tuple[int, RawEvent, str]] = []  # KIST_RUNs: parsed together, below
         for item in batch:
             if isinstance(item, OwnRecord):
                 out.append((item.ctx, item.record))
                 continue
-            payload = kist_run_payload(item.message) if self._pool is not None else None
+            payload = kist_run_payload(item.message)
             if payload is not None:
                 runs.append((len(out), item, payload))
                 out.append(None)
             else:
                 out.append((item.ctx, self._counted(to_record(item.message, item.arrived))))
         if runs:
-            per = -(-len(runs) // self.parse_workers)
-            chunks = [[p for _i, _e, p in runs[k:k + per]] for k in range(0, len(runs), per)]
-            results = [r for chunk in self._pool.map(summarize_payloads, chunks) for r in chunk]
+            # KIST_RUN skips stem's event parsing: the payload goes straight to
+            # kist_reference.trace (the pipeline's bottleneck), here or in the workers
+            payloads = [p for _i, _e, p in runs]
+            if self._pool is None:
+                results = summarize_payloads(payloads)
+            else:
+                per = -(-len(runs) // self.parse_workers)
+                chunks = [payloads[k:k + per] for k in range(0, len(runs), per)]
+                results = [r for chunk in self._pool.map(summarize_payloads, chunks) for r in chunk]
             for (index, event, payload), result in zip(runs, results, strict=True):
                 record = (Record(KIST_RUN, event.arrived, result, payload)
                           if isinstance(result, dict) else
@@ -152,13 +161,16 @@ class StoreWriter:
             while True:
                 stopping = self._stop.is_set()
                 batch = self.buffer.get_batch(self.batch_max, self.flush_interval, BATCH_BYTES)
-                # collect for up to flush_interval so commits (and their fsyncs) are batched
+                # collect for up to flush_interval so commits (and their fsyncs) are batched;
+                # in naps, not event by event: every wake-up per event would cost the
+                # threads that read the socket a GIL hand-off
                 deadline = time.monotonic() + self.flush_interval
-                while (batch and len(batch) < self.batch_max and not stopping
-                       and time.monotonic() < deadline):
-                    more = self.buffer.get_batch(self.batch_max - len(batch),
-                                                 deadline - time.monotonic(), BATCH_BYTES)
-                    batch.extend(more)
+                while batch and len(batch) < self.batch_max and not stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    stopping = self._stop.wait(min(left, COLLECT_NAP_S))
+                    batch.extend(self.buffer.get_batch(self.batch_max - len(batch), 0, BATCH_BYTES))
                 if batch:
                     self.stored += self.store.write_batch(self._convert(batch))
                     if self.on_commit:

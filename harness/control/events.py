@@ -133,21 +133,10 @@ def parse_run_payload(payload: str) -> Any:
 
 
 def run_summary(run: Any) -> dict[str, Any]:
-    """The fields report queries need without re-parsing the payload."""
-    return {"run": run.run, "sched": run.sched, "n_pending": run.n_pending,
-            "t0_ns": run.t0_ns, "ti_ns": run.ti_ns, "t1_ns": run.t1_ns,
-            "interval_ms": run.params.interval_ms, "steps": len(run.steps)}
+    """The fields report queries need without re-parsing the payload (the writer's, too)."""
+    from harness.control.aggregates import run_fields
 
-
-def summarize_payloads(payloads: list[str]) -> list[dict[str, Any] | str]:
-    """For a parse worker process: each payload's run summary, or why it does not parse."""
-    out: list[dict[str, Any] | str] = []
-    for payload in payloads:
-        try:
-            out.append(run_summary(parse_run_payload(payload)))
-        except stem.ProtocolError as exc:
-            out.append(str(exc))
-    return out
+    return run_fields(run)
 
 
 def kist_run_payload(message: stem.response.ControlMessage) -> str | None:

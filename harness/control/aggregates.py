@@ -31,7 +31,7 @@ from kist_reference import trace
 MINUTE_S = 60
 BINS_PER_OCTAVE = 16
 ZERO_BIN = -(1 << 20)  # below every real bin (2**(-65536) is far below any measured value)
-VERSION = 1            # bump when a definition changes: the store rebuilds on open
+VERSION = 2            # bump when a definition changes: the store rebuilds on open
 
 NO_SCHED = "-"
 
@@ -58,6 +58,8 @@ HISTOGRAMS: Mapping[str, str] = {
     "queue_ms": "KIST_QTIME circuit-queue time of each cell that has one (ms)",
     "outbuf_ms": "KIST_QTIME outbuf time of each cell that has one (ms)",
     "goodput_Bps": "BW bytes written in each second (B/s)",
+    "kernel_sched_ms": "KIST_KQTIME SCHEDNS / 1e6: a sampled write's last byte, write to qdisc (ms)",
+    "kernel_snd_ms": "KIST_KQTIME SNDNS / 1e6: a sampled write's last byte, write to device (ms)",
 }
 
 def bin_of(value: float) -> int:
@@ -265,6 +267,15 @@ def _kist_qtime(inc: Increments, ctx: int, minute: int, data: Mapping[str, Any],
                 hist[b] = hist.get(b, 0) + 1
 
 
+def _kist_kqtime(inc: Increments, ctx: int, minute: int, data: Mapping[str, Any], _raw: str | None) -> None:
+    # no SCHED field: a write belongs to the relay, whichever scheduler wrote it
+    key = (ctx, NO_SCHED, minute)
+    for field_name, metric in (("sched_ns", "kernel_sched_ms"), ("snd_ns", "kernel_snd_ms")):
+        value = data.get(field_name)
+        if isinstance(value, int):
+            inc.sample(metric, key, value / 1e6)
+
+
 def _bw(inc: Increments, ctx: int, minute: int, data: Mapping[str, Any], _raw: str | None) -> None:
     written = data.get("written")
     if isinstance(written, int | float) and not isinstance(written, bool):
@@ -273,7 +284,8 @@ def _bw(inc: Increments, ctx: int, minute: int, data: Mapping[str, Any], _raw: s
         inc.sample("goodput_Bps", key, written)
 
 
-_HANDLERS = {"KIST_RUN": _kist_run, "KIST_OVERHEAD": _kist_overhead, "KIST_QTIME": _kist_qtime, "BW": _bw}
+_HANDLERS = {"KIST_RUN": _kist_run, "KIST_OVERHEAD": _kist_overhead, "KIST_QTIME": _kist_qtime,
+             "KIST_KQTIME": _kist_kqtime, "BW": _bw}
 KINDS = frozenset(_HANDLERS)  # the record kinds that feed aggregates
 
 

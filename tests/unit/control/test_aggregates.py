@@ -40,7 +40,7 @@ def _records(rng: random.Random, n: int) -> list[tuple[Context, Record]]:
     for i in range(n):
         ctx = rng.choice(CTXS)
         ts = T0 + rng.uniform(0, 600)
-        kind = rng.choice(["BW", "KIST_OVERHEAD", "KIST_QTIME", "KIST_RUN", "ORCONN"])
+        kind = rng.choice(["BW", "KIST_OVERHEAD", "KIST_QTIME", "KIST_KQTIME", "KIST_RUN", "ORCONN"])
         sched = rng.choice(["KIST", "Vanilla"])
         if kind == "BW":
             rec = Record(kind, ts, {"read": 1, "written": rng.choice([0, rng.randint(1, 10**7)])})
@@ -55,6 +55,10 @@ def _records(rng: random.Random, n: int) -> list[tuple[Context, Record]]:
             rec = Record(kind, ts, rng.choice([  # KIST_QTIME's own class, or stem's bare Event (older stores)
                 {"run": i, "sched": sched, "t0_ns": 0, "n": cells.count(",") + 1, "cells": cells},
                 {"args": [], "kw": {"RUN": str(i), "SCHED": sched, "CELLS": cells}}]))
+        elif kind == "KIST_KQTIME":
+            rec = Record(kind, ts, {"chan": 3, "t_ns": i, "bytes": rng.randint(1, 10**5),
+                                    "sched_ns": rng.choice([None, 0, rng.randint(1, 10**8)]),
+                                    "snd_ns": rng.choice([None, 0, rng.randint(1, 10**8)])})
         elif kind == "KIST_RUN":
             raw = rng.choice(runs)
             rec = Record(kind, ts, agg.run_fields(trace.parse_wire(raw)), raw)
@@ -97,6 +101,10 @@ def _expected(store: Store) -> tuple[Counter[tuple[str, str, str, int]], dict[tu
             if d["sockets"] > 0:
                 count("fit_pp", arm, s, minute, d["sockets"] ** 2)
                 bins[("sock_us_per_socket", arm, s, agg.bin_of(d["sock_ns"] / 1000 / d["sockets"]))] += 1
+        elif rec.kind == "KIST_KQTIME":
+            for name, metric in (("sched_ns", "kernel_sched_ms"), ("snd_ns", "kernel_snd_ms")):
+                if d[name] is not None:
+                    bins[(metric, arm, "-", agg.bin_of(d[name] / 1e6))] += 1
         elif rec.kind == "KIST_QTIME":
             s = d["kw"]["SCHED"] if "kw" in d else d["sched"]
             cells = [c.split(":") for c in (d["kw"]["CELLS"] if "kw" in d else d["cells"]).split(",") if c]

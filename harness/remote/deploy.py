@@ -231,7 +231,9 @@ def push_source(session: Session, tarball: Path, patches: list[Path], settings: 
     # without libsystemd would never be seen as started, so require it there
     systemd = host.run is RunMode.SYSTEMD
     if Permission.INSTALL_BUILD_DEPS in host.allow:
-        session.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        # update first: a host may have no package lists yet (minimal images, cloud instances)
+        session.run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                    "--no-install-recommends "
                     "build-essential patch pkg-config libevent-dev libssl-dev zlib1g-dev"
                     + (" libsystemd-dev" if systemd else ""), timeout=host.build_timeout_s)
     apply = " && ".join(f"patch -p1 --forward --batch < ../patches/{shlex.quote(n)}" for n in names)

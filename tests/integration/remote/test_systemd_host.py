@@ -10,7 +10,9 @@ exactly as packaged.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -53,3 +55,25 @@ def test_systemd_unit_deploy_verify_and_rollback(systemd_relay: SystemdRelay, pa
         time.sleep(0.5)
     assert sr.unit_exe() == "/usr/bin/tor", sr.sh("journalctl -u tor@default -n 20 --no-pager")
     assert sr.sh("test -e /etc/systemd/system/tor@default.service.d/kist-harness.conf || echo gone").strip() == "gone"
+
+
+@pytest.mark.skipif(not os.environ.get("KIST_HARNESS_SLOW_TESTS"),
+                    reason="builds tor on the host (several CPU-minutes); set KIST_HARNESS_SLOW_TESTS=1")
+def test_build_on_a_systemd_host_from_source_and_patches(systemd_relay: SystemdRelay, patched_build: Any) -> None:
+    """`deploy push --source`: Debian's tarball and patches/ built on the host, with libsystemd."""
+    from harness.build import default_cache_dir, default_patches_dir, load_series
+
+    sr = systemd_relay
+    tarball = next((default_cache_dir() / "sources" / "debian").glob("tor_*.orig.tar.gz"))
+    series = load_series(default_patches_dir())
+    host = replace(sr.host, allow=frozenset({deploy.Permission.BUILD, deploy.Permission.INSTALL_BUILD_DEPS}),
+                   build_timeout_s=1800)
+    t0 = time.monotonic()
+    with ssh.connect(host) as session:
+        out = deploy.push_source(session, tarball, [p.path for p in series.patches], deploy.Settings("KISTLite"),
+                                 patch_hash=patched_build.series_hash)
+        print(f"\n[remote] build on a systemd host and deploy: {time.monotonic() - t0:.0f} s")
+        v = out.verification
+        assert v.bootstrap == 100 and v.schedulers == "KISTLite" and v.patch_events
+        assert sr.unit_exe() == f"/opt/kist-harness/releases/{out.release.id}/tor"
+        deploy.rollback(session)

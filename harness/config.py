@@ -116,6 +116,36 @@ class Traffic:
     max_downloads: int = 0     # per client; 0 = no limit within duration_s
 
 
+BASE_VARIANT = "base"
+MAX_LOAD_SCALE = 16.0
+_VARIANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,15}$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One load or loss condition the run repeats the KIST/Vanilla comparison under.
+
+    The run executes the base condition first, then each variant back to back on the
+    same network, each with its own traffic phase and both arms interleaved inside it.
+    """
+
+    name: str
+    load_scale: float = 1.0          # offered load per client: ceil(x) parallel loops, pauses x ceil(x)/x
+    client_shaping: Shaping = field(default_factory=Shaping)  # on every client's link, on top of the base
+    duration_s: float | None = None  # this phase's traffic time; None: the run's
+
+    def describe(self) -> str:
+        """What the variant changes, for screens and reports ("load x2, loss 1% on client links")."""
+        parts = [f"load x{self.load_scale:g}"] if self.load_scale != 1.0 else []
+        s = self.client_shaping
+        for value, fmt in ((s.loss_percent, "loss {:g}%"), (s.rate_mbit, "rate {:g} Mbit/s"),
+                           (s.latency_ms, "latency {:g} ms")):
+            if value is not None:
+                parts.append(fmt.format(value))
+        text = ", ".join(parts) if parts else "the scenario as written"
+        return text + (" on client links" if s.requested else "")
+
+
 @dataclass(frozen=True)
 class Network:
     """A whole private Tor network: validated once, then handed to a backend."""
@@ -126,6 +156,7 @@ class Network:
     fileservers: tuple[FileServer, ...]
     traffic: Traffic = field(default_factory=Traffic)
     bootstrap_timeout_s: float = 60.0
+    variants: tuple[Variant, ...] = ()   # besides the base condition, which always runs first
 
     def by_role(self, *roles: Role) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role in roles)
@@ -187,7 +218,8 @@ def load_scenario(name_or_path: str | Path) -> Network:
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Network:
     """Turn parsed TOML into a Network; raise InputError naming file, table and field."""
     ctx = _Ctx(source)
-    _only(ctx, "top level", data, {"network", "authorities", "relays", "clients", "fileservers", "traffic"})
+    _only(ctx, "top level", data, {"network", "authorities", "relays", "clients", "fileservers", "traffic",
+                                   "variants"})
     net = _table(ctx, "network", data.get("network", {}))
     _only(ctx, "network", net, {"name", "bootstrap_timeout_s"})
     name = _get(ctx, "network", net, "name", str, Path(source).stem)
@@ -219,8 +251,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Netwo
         shaping = _shaping(ctx, where, grp.get("shaping", {}))
         servers += [FileServer(_indexed(ctx, where, base, j, count), shaping) for j in range(count)]
     traffic = _traffic(ctx, _table(ctx, "traffic", data.get("traffic", {})))
+    variants = _variants(ctx, _array(ctx, "variants", data.get("variants", [])))
 
-    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout)
+    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout, variants)
     _check_network(ctx, network)
     return network
 
@@ -308,6 +341,11 @@ def _shaping(ctx: _Ctx, where: str, raw: Any) -> Shaping:
     where = f"{where}.shaping"
     tbl = _table(ctx, where, raw)
     _only(ctx, where, tbl, {"rate_mbit", "loss_percent", "latency_ms", "optional"})
+    return _shaping_fields(ctx, where, tbl)
+
+
+def _shaping_fields(ctx: _Ctx, where: str, tbl: Mapping[str, Any]) -> Shaping:
+    """rate_mbit, loss_percent, latency_ms (and optional) of a table, range-checked."""
     rate = _get(ctx, where, tbl, "rate_mbit", (int, float), None)
     loss = _get(ctx, where, tbl, "loss_percent", (int, float), None)
     lat = _get(ctx, where, tbl, "latency_ms", (int, float), None)
@@ -333,6 +371,37 @@ def _traffic(ctx: _Ctx, tbl: Mapping[str, Any]) -> Traffic:
     if t.pause_scale < 0 or t.max_downloads < 0:
         raise ctx.fail("traffic", "pause_scale and max_downloads must be >= 0")
     return t
+
+
+_VARIANT_FIELDS = {"name", "load_scale", "loss_percent", "rate_mbit", "latency_ms", "duration_s"}
+
+
+def _variants(ctx: _Ctx, groups: list[Mapping[str, Any]]) -> tuple[Variant, ...]:
+    out: list[Variant] = []
+    for i, tbl in enumerate(groups):
+        where = f"variants[{i}]"
+        _only(ctx, where, tbl, _VARIANT_FIELDS)
+        name = _get(ctx, where, tbl, "name", str, None)
+        if name is None:
+            raise ctx.fail(where, "field 'name' is missing: name each variant, e.g. name = \"loss1\"")
+        if not _VARIANT_RE.match(name) or name == BASE_VARIANT:
+            raise ctx.fail(where, f"name = {name!r}: use 1-16 lower-case letters, digits, '-' or '_' starting "
+                                  f"with a letter, other than {BASE_VARIANT!r} (the condition every run starts with)")
+        if name in {v.name for v in out}:
+            raise ctx.fail(where, f"name = {name!r} is used by an earlier variant; variant names must be unique")
+        load = float(_get(ctx, where, tbl, "load_scale", (int, float), 1.0))
+        if not 0 < load <= MAX_LOAD_SCALE:
+            raise ctx.fail(where, f"load_scale must be > 0 and <= {MAX_LOAD_SCALE:g} (a multiple of each "
+                                  f"client's offered load), got {load:g}")
+        duration = _get(ctx, where, tbl, "duration_s", (int, float), None)
+        if duration is not None and duration <= 0:
+            raise ctx.fail(where, f"duration_s must be > 0, got {duration}")
+        variant = Variant(name, load, _shaping_fields(ctx, where, tbl), _f(duration))
+        if load == 1.0 and not variant.client_shaping.requested:
+            raise ctx.fail(where, f"variant {name!r} changes nothing: set load_scale (e.g. 2.0) or "
+                                  "loss_percent, rate_mbit or latency_ms (applied to every client's link)")
+        out.append(variant)
+    return tuple(out)
 
 
 def _f(v: int | float | None) -> float | None:

@@ -1,13 +1,15 @@
 """`kist-harness run`: the main job, one step after another, with nothing left behind.
 
-build (cached) → network up → traffic with collection, arms interleaved network-wide →
+build (cached) → network up → traffic with collection, arms interleaved network-wide,
+once for the base condition and once per load/loss variant the scenario names →
 replay every KIST run through kist_reference → check queue times against the decision
 timeline → tear down → report. A failure at any step names the step, keeps what was
 collected (the store is committed batch by batch) and tears the network down.
 
-Arms are applied to every patched relay at once, in interleaved periods with a seeded
-order (harness.control.abtest), so a download is attributed to the arm that was in force
-when it started; downloads that straddle a switch are kept but not attributed.
+Each traffic phase (harness.trafficphase) has its own run id in the store; a ``variant``
+record per phase ties that run id to its variant (and says why a variant was skipped),
+so the store's schema needs no variant column and a report redrawn from the store alone
+splits every figure by variant.
 """
 
 from __future__ import annotations
@@ -17,19 +19,17 @@ import json
 import logging
 import platform
 import shutil
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, InputError, StepError
+from harness.errors import HarnessError, InputError
 from harness.progress import Steps
 
 log = logging.getLogger(__name__)
 
 STEPS = ("build", "network", "traffic", "replay", "queue-times", "teardown", "report")
-DOWNLOAD = "download"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class RunConfig:
     backend: str = "auto"          # auto: docker when the engine runs, else local
     out: Path = Path("runs/latest")
     arms: str = "KIST,Vanilla"     # harness.control.abtest.parse_arms syntax
-    period_s: float | None = None  # per-arm period; default: traffic duration / (2 * arms)
+    period_s: float | None = None  # per-arm period; default: harness.trafficphase.choose_period
     duration_s: float | None = None  # traffic duration; default: the scenario's
     seed: int = 1
     tor: Path | None = None        # a prebuilt patched tor (skips the build)
@@ -53,9 +53,11 @@ class RunOutcome:
     runs: int = 0
     decisions: int = 0
     downloads: int = 0
+    phases: list[str] = field(default_factory=list)  # per phase: name, downloads per arm, or why skipped
     split: str = ""
     network_dir: Path | None = None  # the network's run directory (gone after teardown)
     notes: list[str] = field(default_factory=list)
+    phase_notes: list[str] = field(default_factory=list)  # skipped variants, periods: the report reads the store
 
 
 def choose_backend(requested: str, notes: list[str] | None = None) -> str:
@@ -86,8 +88,8 @@ def choose_backend(requested: str, notes: list[str] | None = None) -> str:
 
 
 def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
-    from harness import build, config, diff
-    from harness.control.abtest import Schedule, parse_arms
+    from harness import build, config, diff, variants
+    from harness.control.abtest import parse_arms
     from harness.network import lifecycle
 
     steps = steps or Steps(STEPS)
@@ -100,13 +102,16 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
     net = config.load_scenario(cfg.scenario)
     arms = parse_arms(cfg.arms)
     duration = cfg.duration_s or net.traffic.duration_s
-    period = cfg.period_s or max(5.0, duration / (2 * len(arms)))
     backend = choose_backend(cfg.backend, outcome.notes)
     run_id = f"{net.name}-{time.strftime('%Y%m%dT%H%M%S')}"
     env: dict[str, str] = {"scenario": net.source, "backend": backend, "arms": cfg.arms,
-                           "period_s": f"{period:g}", "traffic_s": f"{duration:g}", "seed": str(cfg.seed),
+                           "traffic_s": f"{duration:g}", "seed": str(cfg.seed),
                            "kernel": platform.release(), "python": platform.python_version()}
     log.info("run %s: %s", run_id, json.dumps(env))
+    phases = variants.phases(net, backend)  # before anything starts: a skipped variant is said at once
+    for phase in phases:
+        if phase.skipped:
+            steps.say(phase.skipped)
 
     with contextlib.ExitStack() as stack:
         with steps.step("build"):
@@ -131,10 +136,7 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
             env.update({f"bring-up {k}": f"{v:.1f} s" for k, v in handle.timings.items()})
 
         with steps.step("traffic"):
-            schedule = Schedule(arms, period, cfg.seed)
-            for block in range(int(duration // (period * len(arms))) + 3):
-                schedule.order(block)  # draw every block now: collector threads share the schedule
-            _traffic_and_collect(handle, net, schedule, duration, store_path, run_id, out, steps, outcome, series)
+            _phases(phases, handle, net, cfg, arms, duration, store_path, run_id, out, steps, outcome, series, env)
 
         with steps.step("replay"):
             summary = diff.check(diff.runs_from_store(store_path), out,
@@ -165,7 +167,8 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
         rendered = render(data, out / "report", interval_ms=interval_ms(store_path))
         outcome.report = rendered.html
     outcome.split = steps.split()
-    (out / "timings.json").write_text(json.dumps({**steps.durations, "split": outcome.split}, indent=1))
+    (out / "timings.json").write_text(json.dumps({**steps.durations, "split": outcome.split,
+                                                  "phases": outcome.phases}, indent=1))
     return outcome
 
 
@@ -179,106 +182,60 @@ def _teardown(handle: Any, steps: Steps) -> None:
         log.warning("teardown of %s was incomplete: %s", handle.run_id, exc)
 
 
-def _traffic_and_collect(handle: Any, net: Any, schedule: Any, duration: float, store_path: Path, run_id: str,
-                         out: Path, steps: Steps, outcome: RunOutcome, patch_hash: str) -> None:
-    """One collector per patched relay and one download loop per client, for ``duration``."""
-    from harness import traffic
-    from harness.config import Binary
-    from harness.control.auth import Credentials
-    from harness.control.collector import CollectConfig, Collector
-    from harness.control.store import Store
-    from harness.control.transport import TcpTransport
+def _phases(phases: list[Any], handle: Any, net: Any, cfg: RunConfig, arms: Any, duration: float,
+            store_path: Path, run_id: str, out: Path, steps: Steps, outcome: RunOutcome, patch_hash: str,
+            env: dict[str, str]) -> None:
+    """The base condition, then each variant, back to back on the same network."""
+    from harness import trafficphase, variants
 
-    relays = [n for n in handle.relays if n.binary is Binary.PATCHED]
-    if not relays:
-        raise InputError(f"scenario {net.source}: no relay runs the patched tor, so there is nothing to "
-                         "collect or replay; set binary = \"patched\" on the relays under test.")
-    if not handle.servers or not handle.clients:
-        raise InputError(f"scenario {net.source}: needs at least one file server and one client for traffic.")
-    collectors: list[tuple[Collector, threading.Thread, Store]] = []
-    errors: list[BaseException] = []
-    cfg = CollectConfig(run_id=run_id, duration_s=duration + 2.0, patch_hash=patch_hash[:16])
-
-    def guarded(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-
-    try:
-        for node in relays:
-            store = Store(store_path)
-            col = Collector(TcpTransport(node.control_host, node.control_port),
-                            Credentials(cookie_path=node.cookie_path), store, cfg, schedule=schedule)
-            t = threading.Thread(target=guarded, args=(col.run,), name=f"collect-{node.name}", daemon=True)
-            collectors.append((col, t, store))
-        start_wall = time.time()
-        for _, t, _ in collectors:
-            t.start()
-        server = (handle.servers[0].host, handle.servers[0].port)
-        results = out / "downloads"
-        results.mkdir()
-        stop = threading.Event()
-        clients = []
-        for i, node in enumerate(handle.clients):
-            profile = _profile_of(net, node.name)
-            t = threading.Thread(target=guarded, name=f"traffic-{node.name}", daemon=True, args=(
-                lambda n=node, p=profile, i=i: traffic.run_client(
-                    n.socks, server, p, results / f"{n.name}.jsonl", client=n.name, duration_s=duration,
-                    pause_scale=net.traffic.pause_scale, size_scale=net.traffic.size_scale,
-                    max_downloads=net.traffic.max_downloads, seed=i + 1, stop=stop),))
-            clients.append(t)
-            t.start()
-        deadline = time.monotonic() + duration + 60.0  # a download in flight may finish late
-        last = 0.0
-        while any(t.is_alive() for t in clients) and time.monotonic() < deadline and not errors:
-            time.sleep(0.5)
-            if time.monotonic() - last >= 5.0:
-                last = time.monotonic()
-                p = collectors[0][0].progress
-                done = sum(len(traffic.read_results(f)) for f in results.glob("*.jsonl"))
-                steps.say(f"{time.time() - start_wall:5.0f} s, arm {p.arm}: {done} downloads, "
-                          f"{sum(c.progress.stored for c, _, _ in collectors)} records stored, "
-                          f"{sum(c.progress.gaps for c, _, _ in collectors)} gaps")
-        stop.set()
-        for t in clients:
-            t.join(timeout=30)
-    finally:
-        for col, _, _ in collectors:
-            col.stop()
-        for _, t, _ in collectors:
-            t.join(timeout=30)
-        for _, _, store in collectors:
-            store.close()
-    if errors:
-        exc = errors[0]
-        if isinstance(exc, HarnessError):
-            raise exc
-        raise StepError(f"traffic/collection failed: {type(exc).__name__}: {exc}") from exc
-    outcome.downloads = _store_downloads(store_path, out / "downloads", run_id, schedule, start_wall)
+    for i, phase in enumerate(phases):
+        v = phase.variant
+        phase_run = run_id if i == 0 else f"{run_id}.{v.name}"
+        loops, pause_factor = variants.client_load(v.load_scale)
+        phase_duration = v.duration_s or duration
+        period, warning = trafficphase.choose_period(cfg.period_s, phase_duration, len(arms),
+                                                     trafficphase.expected_longest_s(net, loops))
+        record: dict[str, Any] = {"variant": v.name, "describe": v.describe(), "load_scale": v.load_scale,
+                                  "loops": loops, "pause_factor": pause_factor,
+                                  "client_shaping": asdict(v.client_shaping), "duration_s": phase_duration,
+                                  "period_s": period, "period_warning": warning, "seed": cfg.seed + i,
+                                  "skipped": phase.skipped}
+        env[f"variant {v.name}"] = (phase.skipped or f"{v.describe()}; traffic {phase_duration:g} s, "
+                                    f"period {period:g} s")
+        if phase.skipped:
+            steps.say(phase.skipped)
+            outcome.phase_notes.append(phase.skipped)
+            outcome.phases.append(f"{v.name}: skipped")
+            _store_variant(store_path, phase_run, time.time(), record)
+            continue
+        if warning:
+            steps.say(f"warning: {v.name}: {warning}")
+            outcome.phase_notes.append(f"{v.name}: {warning}")
+        steps.say(f"phase {v.name} ({v.describe()}): {phase_duration:g} s of traffic, arms every {period:g} s")
+        schedule = trafficphase.HeldSchedule(arms, period, cfg.seed + i, phase_duration)
+        spec = trafficphase.PhaseSpec(phase_run, phase_duration, schedule, loops, pause_factor, v.name)
+        _store_variant(store_path, phase_run, time.time(), record)  # first: a phase that fails is still tagged
+        with variants.in_force(handle, v) as applied:
+            if applied:
+                env[f"shaping {v.name}"] = "; ".join(applied)
+            res = trafficphase.run_phase(handle, net, spec, store_path, out, patch_hash, steps.say)
+        _store_variant(store_path, phase_run, res.end_wall, {
+            "variant": v.name, "start": res.start_wall, "end": res.end_wall, "downloads": res.downloads,
+            "straddled": res.straddled, "per_arm": res.per_arm, "straddle_note": res.note})
+        outcome.downloads += res.downloads
+        arms_text = ", ".join(f"{a} {n}" for a, n in sorted(res.per_arm.items()))
+        outcome.phases.append(f"{v.name}: {res.downloads} downloads ({arms_text}; {res.straddled} across an arm "
+                              f"switch), {res.end_wall - res.start_wall:.0f} s")
+        if res.note:
+            steps.say(f"warning: {res.note}")
+            outcome.phase_notes.append(res.note)
 
 
-def _profile_of(net: Any, name: str) -> str:
-    for node in net.nodes:
-        if node.name == name:
-            return str(node.profile.value)
-    raise StepError(f"client {name} is not in the scenario")
-
-
-def _store_downloads(store_path: Path, results: Path, run_id: str, schedule: Any, start_wall: float) -> int:
-    """Downloads into the store, each tagged with the arm in force when it started."""
-    from harness import traffic
+def _store_variant(store_path: Path, run_id: str, ts: float, data: dict[str, Any]) -> None:
+    """A ``variant`` record: the phase's plan when it starts, its results when it ends (merged on load)."""
     from harness.control.records import Context, Record
     from harness.control.store import Store
+    from harness.variants import VARIANT
 
-    items = []
-    for f in sorted(results.glob("*.jsonl")):
-        for d in traffic.read_results(f):
-            begin = schedule.slot_at(max(0.0, d.start - start_wall))
-            end_t = d.start + (d.ttlb_s or 0.0)
-            end = schedule.slot_at(max(0.0, end_t - start_wall))
-            arm = begin.arm.name if (begin.block, begin.index) == (end.block, end.index) else "straddle"
-            items.append((Context(run_id, fingerprint=d.client, arm=arm), Record(DOWNLOAD, d.start, asdict(d))))
     with Store(store_path) as store:
-        store.write_batch(items)
-    return len(items)
+        store.write_batch([(Context(run_id, fingerprint="harness"), Record(VARIANT, ts, data))])

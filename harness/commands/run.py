@@ -10,14 +10,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="build, run a private network with KIST and Vanilla arms, replay every "
                        "decision through the model, and write a report")
     p.add_argument("scenario", nargs="?", default="default",
-                   help="a scenario name shipped with kist-harness (default, basic) or a TOML file")
+                   help="a scenario shipped with kist-harness (default; variants: the default under more load "
+                   "and loss; basic) or a TOML file")
     p.add_argument("--backend", default="auto", choices=("auto", "docker", "local"),
                    help="auto: Docker when the engine runs, else local tor processes")
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="where the store and the report go")
     p.add_argument("--arms", default="KIST,Vanilla",
                    help="arms to interleave, e.g. KIST,Vanilla or 'k10:Schedulers=KIST;KISTSchedRunInterval=10,KIST'")
-    p.add_argument("--period", type=float, default=None, metavar="S", help="seconds per arm period")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="traffic seconds (default: scenario)")
+    p.add_argument("--period", type=float, default=None, metavar="S",
+                   help="seconds per arm period (default: every arm twice, or once if that is needed for the "
+                   "longest expected download to fit in one period)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="traffic seconds per phase (default: the scenario's; a variant's own duration_s wins)")
     p.add_argument("--seed", type=int, default=1, help="seed of the arm order (logged, stored)")
     p.add_argument("--tor", type=Path, default=None, help="use this patched tor instead of building one")
     p.set_defaults(func=_run)
@@ -32,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     outcome = run(cfg, Steps(STEPS))
     print(f"runs={outcome.runs} decisions={outcome.decisions} divergences={outcome.divergences} "
           f"downloads={outcome.downloads}")
-    for note in outcome.notes:
+    for phase in outcome.phases:
+        print(f"phase {phase}")
+    for note in outcome.notes + outcome.phase_notes:
         print(f"note: {note}")
     print(f"timings: {outcome.split}")
     print(f"store: {outcome.store}")

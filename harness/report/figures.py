@@ -1,8 +1,12 @@
 """Paper-style figures: empirical CDFs per arm, the way "Tor's Been KIST" draws them.
 
-One function per figure kind; each takes plain numbers grouped by curve label and
-writes one PNG. matplotlib is imported inside, with the Agg backend, so importing the
-harness never needs a display.
+One function per figure kind; each takes plain numbers grouped by curve label (drawn in
+the mapping's order) and writes one PNG. Two readings stay easy however many variants a
+run has: the hue says the arm (KIST red, Vanilla blue), the line style (the marker, in a
+scatter) says the variant (solid for the base condition), so KIST against Vanilla is two
+colours of one style and a variant against the base is two styles of one colour.
+matplotlib is imported inside, with the Agg backend, so importing the harness never needs
+a display.
 """
 
 from __future__ import annotations
@@ -10,9 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-# The paper draws Vanilla/AMAP solid and KIST dashed; keep that reading habit.
-_STYLES = {"Vanilla": "-", "KIST": "--", "KISTLite": ":"}
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -45,11 +46,23 @@ def ecdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
     return xs, [(i + 1) / n for i in range(n)]
 
 
-def _style(label: str) -> str:
-    for key, style in _STYLES.items():
-        if label == key or label.startswith(key + " "):
-            return style
-    return "-."
+_ARM_COLOURS = {"KIST": "#d62728", "Vanilla": "#1f77b4", "KISTLite": "#2ca02c"}
+_OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_VARIANT_LINES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+_VARIANT_MARKERS = ("o", "^", "s", "D", "v")
+
+Styles = Mapping[str, tuple[str, int]]  # curve label -> (arm, variant index in run order; 0 = base)
+
+
+def _style(label: str, styles: Styles | None) -> tuple[str | None, object, str]:
+    """(colour, line style, marker) of a curve; without styles, matplotlib's colour cycle."""
+    if not styles or label not in styles:
+        return None, "-", "o"
+    arm, variant = styles[label]
+    others = sorted({a for a, _ in styles.values() if a not in _ARM_COLOURS})
+    colour = _ARM_COLOURS.get(arm) or _OTHER_COLOURS[others.index(arm) % len(_OTHER_COLOURS)]
+    return (colour, _VARIANT_LINES[variant % len(_VARIANT_LINES)],
+            _VARIANT_MARKERS[variant % len(_VARIANT_MARKERS)])
 
 
 def cdf_figure(
@@ -61,6 +74,7 @@ def cdf_figure(
     logx: bool = False,
     marker_x: float | None = None,
     marker_label: str = "",
+    styles: Styles | None = None,
 ) -> Path | None:
     """One CDF panel with a curve per label; None (no file) when there is nothing to draw."""
     drawable = {k: v for k, v in curves.items() if len(v) > 0}
@@ -68,12 +82,13 @@ def cdf_figure(
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=110)
-    for label in sorted(drawable):
-        xs, ys = ecdf(drawable[label])
+    for label, values in drawable.items():
+        xs, ys = ecdf(values)
         if logx:
             pairs = [(x, y) for x, y in zip(xs, ys, strict=True) if x > 0]
             xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
-        ax.step(xs, ys, where="post", linestyle=_style(label), label=f"{label} (n={len(drawable[label])})")
+        colour, style, _ = _style(label, styles)
+        ax.step(xs, ys, where="post", color=colour, linestyle=style, label=f"{label} (n={len(values)})")
     if marker_x is not None:
         ax.axvline(marker_x, color="grey", linewidth=0.8, linestyle=":")
         if marker_label:
@@ -93,6 +108,7 @@ def scatter_figure(
     ylabel: str,
     slope: float | None = None,
     slope_label: str = "",
+    styles: Styles | None = None,
 ) -> Path | None:
     """Scatter per label, with an optional reference line y = slope * x (e.g. the paper's 1.08 µs/socket)."""
     drawable = {k: v for k, v in points.items() if len(v) > 0}
@@ -101,11 +117,12 @@ def scatter_figure(
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=110)
     xmax = 0.0
-    for label in sorted(drawable):
-        xs = [p[0] for p in drawable[label]]
-        ys = [p[1] for p in drawable[label]]
+    for label, pts in drawable.items():
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
         xmax = max(xmax, max(xs))
-        ax.scatter(xs, ys, s=6, alpha=0.5, label=label)
+        colour, _, marker = _style(label, styles)
+        ax.scatter(xs, ys, s=6, alpha=0.5, color=colour, marker=marker, label=label)
     if slope is not None and xmax > 0:
         ax.plot([0, xmax], [0, slope * xmax], color="black", linewidth=0.8, linestyle="--", label=slope_label)
     return _save(plt, fig, ax, path, title, xlabel, ylabel, "upper left")

@@ -14,6 +14,31 @@ from dataclasses import dataclass, field
 
 PAPER_US_PER_PENDING_SOCKET = 1.08  # "Tor's Been KIST", Section 5.2
 PAPER_MEDIAN_PENDING = 23
+BASE = "base"  # the condition every run starts with (harness.config.BASE_VARIANT)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a figure: an arm under a variant (the paper's KIST/Vanilla x load lines)."""
+
+    arm: str
+    variant: str = BASE
+
+    @property
+    def label(self) -> str:
+        return curve_label(self.arm, self.variant)
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """A traffic phase as the store records it: its condition, period, and what was not attributed."""
+
+    name: str
+    describe: str = ""
+    period_s: float | None = None
+    duration_s: float | None = None
+    skipped: str = ""          # why it did not run here; empty when it ran
+    unattributed: int = 0      # downloads that ran across an arm switch (counted from the store)
 
 
 @dataclass(frozen=True)
@@ -74,39 +99,94 @@ class ReportData:
     title: str
     environment: Mapping[str, str]
     downloads: tuple[Download, ...] = ()
-    goodput_Bps: Mapping[str, Sequence[float]] = field(default_factory=dict)  # curve label -> samples
-    tor_queue_ms: Mapping[str, Sequence[float]] = field(default_factory=dict)
-    kernel_queue_ms: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    goodput_Bps: Mapping[Curve, Sequence[float]] = field(default_factory=dict)  # per relay-second
+    tor_queue_ms: Mapping[Curve, Sequence[float]] = field(default_factory=dict)
+    kernel_queue_ms: Mapping[Curve, Sequence[float]] = field(default_factory=dict)
     overhead: tuple[RunOverhead, ...] = ()
     diff: DiffSummary | None = None
     notes: tuple[str, ...] = ()
+    variants: tuple[VariantInfo, ...] = ()  # in run order, base first; empty for a store without phases
 
-    def labels(self) -> list[str]:
-        return sorted({curve_label(d.arm, d.variant) for d in self.downloads}
-                      | set(self.goodput_Bps) | set(self.tor_queue_ms) | set(self.kernel_queue_ms)
-                      | {curve_label(o.arm, o.variant) for o in self.overhead})
+    def curves(self) -> list[Curve]:
+        """Every curve with data, variants in run order, arms by name."""
+        found = ({Curve(d.arm, d.variant) for d in self.downloads} | set(self.goodput_Bps)
+                 | set(self.tor_queue_ms) | set(self.kernel_queue_ms)
+                 | {Curve(o.arm, o.variant) for o in self.overhead})
+        return sorted(found, key=lambda c: (self.variant_names().index(c.variant), c.arm))
+
+    def variant_names(self) -> list[str]:
+        """Variants in run order: the recorded phases, then any other seen in the data."""
+        names = [BASE] + [v.name for v in self.variants if v.name != BASE]
+        seen = {d.variant for d in self.downloads} | {o.variant for o in self.overhead} | {
+            c.variant for m in (self.goodput_Bps, self.tor_queue_ms, self.kernel_queue_ms) for c in m}
+        return names + sorted(seen - set(names))
+
+    def ordered(self, curves: Mapping[Curve, Sequence[float]]) -> dict[str, Sequence[float]]:
+        """label -> values, in curve order: what a figure and a table draw."""
+        order = {c: i for i, c in enumerate(self.curves())}
+        return {c.label: curves[c] for c in sorted(curves, key=lambda c: order.get(c, len(order)))}
 
 
 def curve_label(arm: str, variant: str) -> str:
     """The legend label of an arm in a load/loss variant (the paper's line colours)."""
-    return arm if variant in ("", "base") else f"{arm} {variant}"
+    return arm if variant in ("", BASE) else f"{arm} {variant}"
 
 
-def group(values: Sequence[tuple[str, float]]) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for label, value in values:
-        out.setdefault(label, []).append(value)
+def group(values: Sequence[tuple[Curve, float]]) -> dict[Curve, list[float]]:
+    out: dict[Curve, list[float]] = {}
+    for curve, value in values:
+        out.setdefault(curve, []).append(value)
     return out
 
 
-def downloads_by_size(data: ReportData, metric: str) -> dict[int, dict[str, list[float]]]:
-    """size -> curve label -> seconds (ttfb or ttlb) of the successful downloads."""
-    out: dict[int, dict[str, list[float]]] = {}
+def downloads_by_size(data: ReportData, metric: str) -> dict[int, dict[Curve, list[float]]]:
+    """size -> curve -> seconds (ttfb or ttlb) of the successful downloads."""
+    out: dict[int, dict[Curve, list[float]]] = {}
     for d in data.downloads:
         if d.ok:
             value = d.ttfb_s if metric == "ttfb" else d.ttlb_s
-            out.setdefault(d.size, {}).setdefault(curve_label(d.arm, d.variant), []).append(value)
+            out.setdefault(d.size, {}).setdefault(Curve(d.arm, d.variant), []).append(value)
     return out
+
+
+def pending(data: ReportData) -> dict[Curve, list[float]]:
+    return group([(Curve(o.arm, o.variant), float(o.pending)) for o in data.overhead])
+
+
+def us_per_socket(data: ReportData) -> dict[Curve, list[float]]:
+    return group([(Curve(o.arm, o.variant), o.tcpinfo_us / o.pending) for o in data.overhead if o.pending])
+
+
+@dataclass(frozen=True)
+class ArmRow:
+    """One arm under one variant: the per-variant table's row (medians; NaN where no data)."""
+
+    variant: str
+    arm: str
+    downloads_ok: int
+    downloads_failed: int
+    ttlb_median_s: Mapping[int, float]   # download size -> median TTLB of the successful ones
+    goodput_median_MBps: float
+    tor_queue_median_ms: float
+    kernel_queue_median_ms: float
+    pending_median: float
+
+
+def arm_rows(data: ReportData) -> list[ArmRow]:
+    """KIST against Vanilla within each variant: the numbers the per-variant table shows."""
+    sizes = sorted({d.size for d in data.downloads})
+    ttlb = downloads_by_size(data, "ttlb")
+    pend = pending(data)
+    rows = []
+    for c in data.curves():
+        mine = [d for d in data.downloads if (d.arm, d.variant) == (c.arm, c.variant)]
+        rows.append(ArmRow(
+            c.variant, c.arm, sum(d.ok for d in mine), sum(not d.ok for d in mine),
+            {s: quantiles(ttlb.get(s, {}).get(c, [])).median for s in sizes},
+            quantiles([v / 1e6 for v in data.goodput_Bps.get(c, [])]).median,
+            quantiles(data.tor_queue_ms.get(c, [])).median, quantiles(data.kernel_queue_ms.get(c, [])).median,
+            quantiles(pend.get(c, [])).median))
+    return rows
 
 
 @dataclass(frozen=True)

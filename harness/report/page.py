@@ -18,12 +18,14 @@ from harness.report import figures
 from harness.report.model import (
     PAPER_MEDIAN_PENDING,
     PAPER_US_PER_PENDING_SOCKET,
+    Curve,
     ReportData,
-    curve_label,
+    arm_rows,
     downloads_by_size,
-    group,
+    pending,
     quantiles,
     us_per_pending_socket,
+    us_per_socket,
 )
 
 
@@ -61,8 +63,8 @@ class _Panel:
 
 def _panel(title: str, fig: Path | None, curves: Mapping[str, Sequence[float]], unit: str) -> _Panel:
     rows = []
-    for label in sorted(curves):
-        q = quantiles(curves[label])
+    for label, values in curves.items():
+        q = quantiles(values)
         rows.append((label, str(q.n), _fmt(q.median), _fmt(q.q1), _fmt(q.q3), _fmt(q.p90), _fmt(q.maximum)))
     return _Panel(title, fig, tuple(rows), unit)
 
@@ -89,40 +91,65 @@ def render(data: ReportData, outdir: Path, *, interval_ms: float | None = None) 
 
 def _draw(data: ReportData, d: Path, interval_ms: float | None) -> list[_Panel]:
     panels: list[_Panel] = []
+    names = data.variant_names()
+    styles: figures.Styles = {c.label: (c.arm, names.index(c.variant)) for c in data.curves()}
+
+    def cdf(name: str, title: str, curves: Mapping[str, Sequence[float]], panel: str, unit: str,
+            **kw: object) -> None:
+        fig = figures.cdf_figure(d / name, curves, title=title, styles=styles, **kw)  # type: ignore[arg-type]
+        panels.append(_panel(panel, fig, curves, unit))
+
     for metric, name in (("ttfb", "time to first byte"), ("ttlb", "time to last byte")):
         for size, curves in sorted(downloads_by_size(data, metric).items()):
-            fig = figures.cdf_figure(d / f"{metric}_{size}.png", curves, title=f"{name}, {_size_name(size)} downloads",
-                                     xlabel="download time (s)")
-            panels.append(_panel(f"{name.capitalize()}, {_size_name(size)}", fig, curves, "s"))
+            cdf(f"{metric}_{size}.png", f"{name}, {_size_name(size)} downloads", data.ordered(curves),
+                f"{name.capitalize()}, {_size_name(size)}", "s", xlabel="download time (s)")
     if data.goodput_Bps:
-        curves = {k: [v / 1e6 for v in vals] for k, vals in data.goodput_Bps.items()}
-        fig = figures.cdf_figure(d / "goodput.png", curves, title="relay goodput (per relay-second)",
-                                 xlabel="goodput (MB/s)")
-        panels.append(_panel("Relay goodput", fig, curves, "MB/s"))
+        mbps = data.ordered({k: [v / 1e6 for v in vals] for k, vals in data.goodput_Bps.items()})
+        cdf("goodput.png", "relay goodput (per relay-second)", mbps, "Relay goodput", "MB/s",
+            xlabel="goodput (MB/s)")
     if data.tor_queue_ms:
-        fig = figures.cdf_figure(d / "tor_queue.png", dict(data.tor_queue_ms), title="Tor queue time per cell",
-                                 xlabel="time in Tor (ms)", logx=True, marker_x=interval_ms,
-                                 marker_label="scheduler interval" if interval_ms else "")
-        panels.append(_panel("Tor queue time per cell", fig, dict(data.tor_queue_ms), "ms"))
+        cdf("tor_queue.png", "Tor queue time per cell", data.ordered(data.tor_queue_ms), "Tor queue time per cell",
+            "ms", xlabel="time in Tor (ms)", logx=True, marker_x=interval_ms,
+            marker_label="scheduler interval" if interval_ms else "")
     if data.kernel_queue_ms:
-        fig = figures.cdf_figure(d / "kernel_queue.png", dict(data.kernel_queue_ms),
-                                 title="kernel queue time (write to departure)", xlabel="time in kernel (ms)", logx=True)
-        panels.append(_panel("Kernel queue time", fig, dict(data.kernel_queue_ms), "ms"))
+        cdf("kernel_queue.png", "kernel queue time (end of write to device, sampled writes)",
+            data.ordered(data.kernel_queue_ms), "Kernel queue time", "ms", xlabel="time in kernel (ms)", logx=True)
     if data.overhead:
-        pending = group([(curve_label(o.arm, o.variant), float(o.pending)) for o in data.overhead])
-        fig = figures.cdf_figure(d / "pending.png", pending, title="pending sockets per scheduler run",
-                                 xlabel="pending sockets", marker_x=PAPER_MEDIAN_PENDING,
-                                 marker_label="paper median (live relay)")
-        panels.append(_panel("Pending sockets per run", fig, pending, ""))
-        points: dict[str, list[tuple[float, float]]] = {}
+        cdf("pending.png", "pending sockets per scheduler run", data.ordered(pending(data)),
+            "Pending sockets per run", "", xlabel="pending sockets", marker_x=PAPER_MEDIAN_PENDING,
+            marker_label="paper median (live relay)")
+        points: dict[str, list[tuple[float, float]]] = {c.label: [] for c in data.curves()}
         for o in data.overhead:
-            points.setdefault(curve_label(o.arm, o.variant), []).append((float(o.pending), o.tcpinfo_us))
+            points[Curve(o.arm, o.variant).label].append((float(o.pending), o.tcpinfo_us))
         fig = figures.scatter_figure(d / "overhead.png", points, title="TCP-info collection time per run",
                                      xlabel="pending sockets", ylabel="time (µs)", slope=PAPER_US_PER_PENDING_SOCKET,
-                                     slope_label="paper: 1.08 µs per socket")
-        per_socket = group([(curve_label(o.arm, o.variant), o.tcpinfo_us / o.pending) for o in data.overhead if o.pending])
-        panels.append(_panel("Scheduler overhead per pending socket", fig, per_socket, "µs"))
+                                     slope_label="paper: 1.08 µs per socket", styles=styles)
+        panels.append(_panel("Scheduler overhead per pending socket", fig, data.ordered(us_per_socket(data)), "µs"))
     return panels
+
+
+def _variant_tables(data: ReportData) -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
+    """(title, header, rows): the conditions the run went through, then each arm within each."""
+    out: list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]] = []
+    if data.variants:
+        rows: list[tuple[str, ...]] = [
+            (v.name, v.describe or "–", *(("–", "–") if v.skipped else (_fmt(v.duration_s or math.nan),
+                                                                        _fmt(v.period_s or math.nan))),
+             str(v.unattributed), v.skipped or "ran") for v in data.variants]
+        out.append(("Variants", ("variant", "condition", "traffic (s)", "arm period (s)",
+                                 "downloads across a switch (not attributed)", "status"), rows))
+    arm = arm_rows(data)
+    if arm and (data.downloads or data.goodput_Bps):
+        sizes = sorted({s for r in arm for s in r.ttlb_median_s})
+        head = ("variant", "arm", "downloads ok", "failed",
+                *(f"TTLB {_size_name(s)} median (s)" for s in sizes),
+                "goodput median (MB/s)", "Tor queue median (ms)", "kernel queue median (ms)",
+                "pending sockets median")
+        out.append(("KIST vs Vanilla per variant", head, [
+            (r.variant, r.arm, str(r.downloads_ok), str(r.downloads_failed),
+             *(_fmt(r.ttlb_median_s[s]) for s in sizes), _fmt(r.goodput_median_MBps),
+             _fmt(r.tor_queue_median_ms), _fmt(r.kernel_queue_median_ms), _fmt(r.pending_median)) for r in arm]))
+    return out
 
 
 def _diff_lines(data: ReportData) -> list[str]:
@@ -165,6 +192,9 @@ def _markdown(data: ReportData, panels: list[_Panel]) -> str:
     overhead = _overhead_line(data)
     if overhead:
         out += ["", overhead]
+    for title, head, rows in _variant_tables(data):
+        out += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
     for p in panels:
         out += ["", f"## {p.title}" + (f" ({p.unit})" if p.unit else ""), ""]
         if p.figure is not None:
@@ -181,11 +211,12 @@ def _markdown(data: ReportData, panels: list[_Panel]) -> str:
 def _html(data: ReportData, panels: list[_Panel]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(data.title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;}"
              "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em;}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;}"
              "td:first-child,th:first-child{text-align:left;} .panel{display:inline-block;"
-             "vertical-align:top;margin:0 1em 1em 0;} .bad{color:#b00;}</style></head><body>",
+             "vertical-align:top;margin:0 1em 1em 0;} .bad{color:#b00;} table.words td:last-child{text-align:left;}"
+             "</style></head><body>",
              f"<h1>{e(data.title)}</h1>", "<h2>Differential check</h2><ul>"]
     bad = bool(data.diff and data.diff.divergences)
     parts += [f"<li{' class=bad' if bad else ''}>{e(line)}</li>" for line in _diff_lines(data)]
@@ -193,6 +224,11 @@ def _html(data: ReportData, panels: list[_Panel]) -> str:
     overhead = _overhead_line(data)
     if overhead:
         parts.append(f"<p>{e(overhead)}</p>")
+    for title, head, rows in _variant_tables(data):
+        words = " class=words" if head[-1] == "status" else ""  # a sentence, not a number: left-aligned
+        parts.append(f"<h2>{e(title)}</h2><table{words}><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
     for p in panels:
         parts.append(f"<div class=panel><h3>{e(p.title)}{' (' + e(p.unit) + ')' if p.unit else ''}</h3>")
         if p.figure is not None:

@@ -122,3 +122,51 @@ def test_load_reports_toml_syntax_with_path(tmp_path: Path) -> None:
 def test_unknown_scenario_lists_shipped_ones() -> None:
     with pytest.raises(InputError, match=r"basic.*default|default.*basic"):
         load_scenario("no-such-scenario")
+
+
+# ---------------------------------------------------------------- load and loss variants
+
+
+def test_variants_parse_in_order_with_their_conditions() -> None:
+    net = _parse(MINIMAL + """
+[[variants]]
+name = "loss1"
+loss_percent = 1.0
+[[variants]]
+name = "load2"
+load_scale = 2
+duration_s = 30
+""")
+    assert [v.name for v in net.variants] == ["loss1", "load2"]
+    loss, load = net.variants
+    assert loss.client_shaping.loss_percent == 1.0 and loss.load_scale == 1.0 and loss.duration_s is None
+    assert load.load_scale == 2.0 and load.duration_s == 30.0 and not load.client_shaping.requested
+    assert loss.describe() == "loss 1% on client links" and load.describe() == "load x2"
+
+
+def test_scenario_without_variants_has_none() -> None:
+    assert _parse(MINIMAL).variants == ()
+
+
+@pytest.mark.parametrize(("text", "where", "needle"), [
+    ("[[variants]]\nloss_percent = 1\n", "[variants[0]]", "'name' is missing"),
+    ("[[variants]]\nname = 'base'\nload_scale = 2\n", "[variants[0]]", "other than 'base'"),
+    ("[[variants]]\nname = 'Loss 1'\nload_scale = 2\n", "[variants[0]]", "lower-case letters"),
+    ("[[variants]]\nname = 'a'\nload_scale = 2\n[[variants]]\nname = 'a'\nload_scale = 3\n", "[variants[1]]",
+     "used by an earlier variant"),
+    ("[[variants]]\nname = 'a'\n", "[variants[0]]", "changes nothing"),
+    ("[[variants]]\nname = 'a'\nload_scale = 0\n", "[variants[0]]", "load_scale must be > 0"),
+    ("[[variants]]\nname = 'a'\nload_scale = 100\n", "[variants[0]]", "<= 16"),
+    ("[[variants]]\nname = 'a'\nload_scale = true\n", "[variants[0]]", "must be int or float"),
+    ("[[variants]]\nname = 'a'\nloss_percent = 100\n", "[variants[0]]", "loss_percent must be > 0 and < 100"),
+    ("[[variants]]\nname = 'a'\nrate_mbit = 0\n", "[variants[0]]", "rate_mbit must be between"),
+    ("[[variants]]\nname = 'a'\nload_scale = 2\nduration_s = -1\n", "[variants[0]]", "duration_s must be > 0"),
+    ("[[variants]]\nname = 'a'\nload_scale = 2\noptional = true\n", "[variants[0]]", "unknown field(s) optional"),
+    ("[variants]\nname = 'a'\n", "[variants]", "must be an array of tables ([[variants]])"),
+])
+def test_bad_variants_name_file_table_field(text: str, where: str, needle: str) -> None:
+    with pytest.raises(InputError) as info:
+        _parse(MINIMAL + text)
+    msg = str(info.value)
+    assert msg.startswith(f"scenario test.toml, {where}:"), msg
+    assert needle in msg

@@ -20,6 +20,7 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,7 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
             env.update({"tor": str(version), "patch series": series[:16], "tor binary": str(tor_path)})
 
         with steps.step("network"):
-            handle = lifecycle.start(net, backend, tor_path, progress=lambda pct, elapsed: steps.say(
-                f"{elapsed:4.0f} s: {sum(v >= 100 for v in pct.values())}/{len(pct)} nodes bootstrapped"))
+            handle = lifecycle.start(net, backend, tor_path, progress=_bootstrap_progress(steps))
             stack.callback(_teardown, handle, steps)
             outcome.network_dir = handle.run_dir
             env["network"] = f"{len(handle.nodes)} nodes ({backend}), run dir {handle.run_dir}"
@@ -170,6 +170,18 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
     (out / "timings.json").write_text(json.dumps({**steps.durations, "split": outcome.split,
                                                   "phases": outcome.phases}, indent=1))
     return outcome
+
+
+def _bootstrap_progress(steps: Steps) -> Any:
+    """A line when the count of bootstrapped nodes changes, or every 10 s: not one per poll."""
+    last: list[Any] = [None, -10.0]
+
+    def say(pct: Mapping[str, int], elapsed: float) -> None:
+        done = sum(v >= 100 for v in pct.values())
+        if done != last[0] or elapsed - last[1] >= 10.0:
+            last[:] = [done, elapsed]
+            steps.say(f"{elapsed:4.0f} s: {done}/{len(pct)} nodes bootstrapped")
+    return say
 
 
 def _teardown(handle: Any, steps: Steps) -> None:

@@ -59,9 +59,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="raw megabytes of events held in memory at most (default 32)")
     p.add_argument("--parse-workers", type=int, default=1,
                    help="processes parsing KIST_RUN records (default 1; 0: in the writer thread)")
+    p.add_argument("--events", metavar="NAMES", default="",
+                   help="also subscribe to these events, comma-separated: the patch's KIST_QTIME (Tor queue "
+                        "time per cell) and KIST_KQTIME (kernel queue time of sampled writes) are asked for only "
+                        "on request, as their volume grows with traffic; any other event tor offers works too")
     p.add_argument("--export-runs", type=Path, metavar="FILE",
                    help="afterwards, write KIST_RUN records as JSON lines for `kist-harness model replay`")
     p.set_defaults(func=_collect)
+
+
+def _event_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
+    bad = [n for n in names if not n.replace("_", "").isalnum()]
+    if bad:
+        raise InputError(f"--events {text!r}: {', '.join(bad)} is not an event name; write names such as "
+                         "KIST_QTIME,KIST_KQTIME separated by commas.")
+    return names
 
 
 def _transport(args: argparse.Namespace) -> Any:
@@ -129,7 +142,8 @@ def _run_collection(args: argparse.Namespace) -> int:
     config = CollectConfig(run_id=run_id, duration_s=duration,
                            snapshot_every_s=parse_duration(args.snapshot_every, "--snapshot-every"),
                            buffer_events=args.buffer_events, buffer_bytes=args.buffer_mb << 20,
-                           parse_workers=max(0, args.parse_workers), patch_hash=args.patch_hash)
+                           parse_workers=max(0, args.parse_workers), patch_hash=args.patch_hash,
+                           extra_events=_event_names(args.events))
     session = {"config": {k: str(v) for k, v in vars(config).items()},
                "ab": [a.describe() for a in schedule.arms] if schedule else None,
                "period_s": schedule.period_s if schedule else None,

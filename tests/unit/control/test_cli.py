@@ -22,6 +22,7 @@ def _free_port() -> int:
     (["--control", "127.0.0.1:9051", "--ab", "KIST"], "at least two arms"),
     (["--control", "127.0.0.1:9051", "--cookie", "/nonexistent/cookie"], "no such file"),
     (["--ab", "KIST,Vanilla"], "need --control"),
+    (["--control", "127.0.0.1:9051", "--events", "KIST_QTIME,KIST KQTIME"], "is not an event name"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           argv: list[str], message: str) -> None:

@@ -15,6 +15,9 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from harness.control.aggregates import Histogram
+from harness.report.model import Distribution
+
 
 def _plt():  # type: ignore[no-untyped-def]
     import matplotlib
@@ -39,8 +42,10 @@ def _save(plt, fig, ax, path: Path, title: str, xlabel: str, ylabel: str, legend
     return path
 
 
-def ecdf(values: Sequence[float]) -> tuple[list[float], list[float]]:
+def ecdf(values: Distribution) -> tuple[list[float], list[float]]:
     """Sorted values and their cumulative fractions (the step points of the empirical CDF)."""
+    if isinstance(values, Histogram):
+        return values.cdf()  # upper bin edges: exact at every edge
     xs = sorted(v for v in values if not math.isnan(v))
     n = len(xs)
     return xs, [(i + 1) / n for i in range(n)]
@@ -67,7 +72,7 @@ def _style(label: str, styles: Styles | None) -> tuple[str | None, object, str]:
 
 def cdf_figure(
     path: Path,
-    curves: Mapping[str, Sequence[float]],
+    curves: Mapping[str, Distribution],
     *,
     title: str,
     xlabel: str,

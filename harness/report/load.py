@@ -8,16 +8,20 @@ phase's run id to its load/loss variant; records of other run ids count as the b
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.report.model import (
     BASE,
     Curve,
     DiffSummary,
+    Distribution,
     Download,
     ReportData,
     RunOverhead,
@@ -26,25 +30,28 @@ from harness.report.model import (
 
 DOWNLOAD = "download"
 VARIANT = "variant"  # harness.variants.VARIANT
+QTIME = "KIST_QTIME"  # harness.queuetimes.QTIME
 KQTIME = "KIST_KQTIME"  # harness.control.events.KIST_KQTIME: SNDNS is the paper's kernel queue time
 # Arms no curve is drawn for: records from before the first switch ("-") and downloads that
 # ran across an arm switch ("straddle", harness.trafficphase).
 UNATTRIBUTED = frozenset({"-", "straddle"})
+# Above this many distribution records (BW, KIST_QTIME, KIST_KQTIME, KIST_OVERHEAD) the report
+# reads the store's per-minute aggregates instead of every record: a day on a busy relay is
+# millions of records, tens of seconds per panel raw, under a second aggregated.
+RAW_RECORDS_LIMIT = 200_000
+OVERHEAD_SAMPLE = 20_000  # runs in the overhead scatter of a store read through its aggregates
 
 
 def load(store_path: Path, *, title: str | None = None, environment: Mapping[str, str] | None = None,
-         diff: DiffSummary | None = None, notes: tuple[str, ...] = ()) -> ReportData:
+         diff: DiffSummary | None = None, notes: tuple[str, ...] = (),
+         raw_records_limit: int = RAW_RECORDS_LIMIT) -> ReportData:
     from harness.control.store import Store
-    from harness.queuetimes import QTIME, _qtime_cells, parse_cells
 
     downloads: list[Download] = []
-    goodput: dict[Curve, list[float]] = {}
-    queue: dict[Curve, list[float]] = {}
-    kernel: dict[Curve, list[float]] = {}
-    overhead: list[RunOverhead] = []
     env: dict[str, str] = dict(environment or {})
     unattributed: dict[str, int] = {}
     with Store(store_path, readonly=True) as store:
+        kinds = store.kinds()
         phases: dict[str, dict[str, object]] = {}
         for ctx, rec in store.records(VARIANT):  # a phase's plan, then its results
             phases.setdefault(ctx.run_id, {}).update(rec.data)
@@ -59,44 +66,25 @@ def load(store_path: Path, *, title: str | None = None, environment: Mapping[str
             downloads.append(Download(ctx.arm, variant, str(d.get("client", ctx.fingerprint)), int(d["size"]),
                                       float(d.get("ttfb_s") or float("nan")), float(d.get("ttlb_s") or float("nan")),
                                       ok))
-        for ctx, rec in store.records("BW"):
-            if ctx.arm in UNATTRIBUTED:
-                continue
-            written = rec.data.get("written")
-            if isinstance(written, int | float):
-                goodput.setdefault(Curve(ctx.arm, variant_of.get(ctx.run_id, BASE)), []).append(float(written))
-        for ctx, rec in store.records(QTIME):
-            if ctx.arm in UNATTRIBUTED:
-                continue
-            _run, text = _qtime_cells(dict(rec.data))
-            curve = Curve(ctx.arm, variant_of.get(ctx.run_id, BASE))
-            for cell in parse_cells(text):
-                if cell.queue_ns is not None:
-                    queue.setdefault(curve, []).append(cell.queue_ns / 1e6)
-        for ctx, rec in store.records(KQTIME):
-            snd = rec.data.get("snd_ns")
-            if ctx.arm not in UNATTRIBUTED and isinstance(snd, int):
-                kernel.setdefault(Curve(ctx.arm, variant_of.get(ctx.run_id, BASE)), []).append(snd / 1e6)
-        for ctx, rec in store.records("KIST_OVERHEAD"):
-            d = rec.data
-            sockets = int(d.get("sockets", 0) or 0)
-            if d.get("sched") in ("KIST", "KISTLite") and sockets > 0:
-                # labelled by the scheduler that ran, not the arm tag: runs around a switch
-                overhead.append(RunOverhead(str(d["sched"]), variant_of.get(ctx.run_id, BASE), ctx.fingerprint,
-                                            sockets, int(d.get("sock_ns", 0)) / 1000.0,
-                                            int(d.get("run_ns", 0)) / 1000.0))
+        volume = sum(kinds.get(k, 0) for k in ("BW", QTIME, KQTIME, "KIST_OVERHEAD"))
+        aggregated = volume > raw_records_limit
+        dists = (_from_aggregates(store, variant_of) if aggregated else _from_records(store, variant_of))
         for _id, ctx in store.contexts():
             if ctx.tor_version not in ("unknown", "") and "tor" not in env:
                 env["tor"] = ctx.tor_version
             if ctx.patch_hash not in ("none", "") and "patch hash" not in env:
                 env["patch hash"] = ctx.patch_hash
-        kinds = store.kinds()
     env.setdefault("kernel", platform.release())
     env["store"] = f"{store_path} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})"
     variants = tuple(_variant_info(d, unattributed) for d in phases.values())
     if not variants and unattributed:
         variants = (VariantInfo(BASE, unattributed=unattributed.get(BASE, 0)),)
     extra = list(notes) + [v.skipped for v in variants if v.skipped]
+    if aggregated:
+        extra.append(f"A large store ({volume:,} distribution records): the CDFs and medians come from its "
+                     "per-minute histograms (bins 4.4% wide; a quantile is at most one bin high) and the "
+                     f"overhead scatter shows the first {OVERHEAD_SAMPLE:,} runs; the overhead slope and "
+                     "every CDF cover every run.")
     extra += [f"{d['variant']}: {d['period_warning']}" for d in phases.values() if d.get("period_warning")]
     recorded = {str(d.get("variant")): str(d.get("straddle_note") or "") for d in phases.values()}
     for v in variants:
@@ -108,16 +96,106 @@ def load(store_path: Path, *, title: str | None = None, environment: Mapping[str
                 "them in one arm (--period)."))
     if not downloads:
         extra.append("No downloads in this store (a live relay's, or traffic did not run): client panels skipped.")
-    if not queue:
+    if not dists.queue:
         extra.append("No KIST_QTIME events: Tor queue times unavailable (unpatched relay or not subscribed).")
-    if overhead and kinds.get("KIST_RUN"):
+    if dists.overhead and kinds.get("KIST_RUN"):
         extra.append("Scheduler overhead was measured while KIST_RUN tracing was on, which records every socket "
                      "read inside the timed loop; subscribe to KIST_OVERHEAD alone for the untraced cost.")
-    if not kernel:
+    if not dists.kernel:
         extra.append("No KIST_KQTIME events: kernel queue time unavailable (a relay without patch 0004, not "
                      "subscribed, or a kernel that refuses SO_TIMESTAMPING).")
-    return ReportData(title or f"kist-harness report: {store_path.name}", env, tuple(downloads), goodput, queue,
-                      kernel, tuple(overhead), diff, tuple(extra), variants)
+    return ReportData(title or f"kist-harness report: {store_path.name}", env, tuple(downloads), dists.goodput,
+                      dists.queue, dists.kernel, tuple(dists.overhead), diff, tuple(extra), variants,
+                      dists.pending, dists.per_socket, dists.fit)
+
+
+@dataclass
+class _Distributions:
+    goodput: dict[Curve, Distribution] = field(default_factory=dict)
+    queue: dict[Curve, Distribution] = field(default_factory=dict)
+    kernel: dict[Curve, Distribution] = field(default_factory=dict)
+    overhead: list[RunOverhead] = field(default_factory=list)
+    pending: dict[Curve, Distribution] = field(default_factory=dict)      # aggregated stores only
+    per_socket: dict[Curve, Distribution] = field(default_factory=dict)   # aggregated stores only
+    fit: dict[Curve, tuple[float, float]] = field(default_factory=dict)   # aggregated stores only
+
+
+def _overhead(ctx: Any, d: Mapping[str, Any], variant_of: Mapping[str, str]) -> RunOverhead | None:
+    sockets = int(d.get("sockets", 0) or 0)
+    if d.get("sched") in ("KIST", "KISTLite") and sockets > 0:
+        # labelled by the scheduler that ran, not the arm tag: runs around a switch
+        return RunOverhead(str(d["sched"]), variant_of.get(ctx.run_id, BASE), ctx.fingerprint,
+                           sockets, int(d.get("sock_ns", 0)) / 1000.0, int(d.get("run_ns", 0)) / 1000.0)
+    return None
+
+
+def _from_records(store: Any, variant_of: Mapping[str, str]) -> _Distributions:
+    """Every value, from every record: exact (the differential test compares them with SQL)."""
+    from harness.queuetimes import _qtime_cells, parse_cells
+
+    out = _Distributions()
+    lists: dict[str, dict[Curve, Distribution]] = {"goodput": {}, "queue": {}, "kernel": {}}
+
+    def add(which: str, ctx: Any, value: float) -> None:
+        if ctx.arm not in UNATTRIBUTED:
+            values = lists[which].setdefault(Curve(ctx.arm, variant_of.get(ctx.run_id, BASE)), [])
+            assert isinstance(values, list)
+            values.append(value)
+
+    for ctx, rec in store.records("BW"):
+        written = rec.data.get("written")
+        if isinstance(written, int | float):
+            add("goodput", ctx, float(written))
+    for ctx, rec in store.records(QTIME):
+        _run, text = _qtime_cells(dict(rec.data))
+        for cell in parse_cells(text):
+            if cell.queue_ns is not None:
+                add("queue", ctx, cell.queue_ns / 1e6)
+    for ctx, rec in store.records(KQTIME):
+        snd = rec.data.get("snd_ns")
+        if isinstance(snd, int):
+            add("kernel", ctx, snd / 1e6)
+    for ctx, rec in store.records("KIST_OVERHEAD"):
+        run = _overhead(ctx, rec.data, variant_of)
+        if run is not None:
+            out.overhead.append(run)
+    out.goodput, out.queue, out.kernel = (lists[k] for k in ("goodput", "queue", "kernel"))
+    return out
+
+
+def _from_aggregates(store: Any, variant_of: Mapping[str, str]) -> _Distributions:
+    """The store's per-minute histograms and sums (harness.control.aggregates), per curve."""
+    from harness.control.aggregates import Histogram
+
+    def by_curve(hists: Mapping[tuple[str, ...], Histogram], kist_only: bool = False) -> dict[Curve, Distribution]:
+        merged: dict[Curve, Histogram] = {}
+        for (label, run_id), hist in hists.items():
+            if label in UNATTRIBUTED or (kist_only and label not in ("KIST", "KISTLite")):
+                continue
+            curve = Curve(label, variant_of.get(run_id, BASE))
+            merged[curve] = merged[curve].merged(hist) if curve in merged else hist
+        return dict(merged)
+
+    out = _Distributions()
+    out.goodput = by_curve(store.histogram("goodput_Bps", by=("arm", "run_id")))
+    out.queue = by_curve(store.histogram("queue_ms", by=("arm", "run_id")))
+    out.kernel = by_curve(store.histogram("kernel_snd_ms", by=("arm", "run_id")))
+    # labelled by the scheduler that ran, not the arm tag: runs around a switch
+    out.pending = by_curve(store.histogram("sockets", by=("sched", "run_id")), kist_only=True)
+    out.per_socket = by_curve(store.histogram("sock_us_per_socket", by=("sched", "run_id")), kist_only=True)
+    pp = store.totals("fit_pp", by=("sched", "run_id"))
+    for key, (_n, pt) in store.totals("fit_pt", by=("sched", "run_id")).items():
+        if key[0] in ("KIST", "KISTLite"):
+            curve = Curve(key[0], variant_of.get(key[1], BASE))
+            old = out.fit.get(curve, (0.0, 0.0))
+            out.fit[curve] = (old[0] + pt, old[1] + pp.get(key, (0, 0.0))[1])
+    for ctx, rec in itertools.islice(store.records("KIST_OVERHEAD"), OVERHEAD_SAMPLE * 4):
+        run = _overhead(ctx, rec.data, variant_of)
+        if run is not None:
+            out.overhead.append(run)
+            if len(out.overhead) >= OVERHEAD_SAMPLE:
+                break
+    return out
 
 
 def _variant_info(d: Mapping[str, object], unattributed: Mapping[str, int]) -> VariantInfo:

@@ -12,6 +12,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from harness.control.aggregates import Histogram
+
+# The values behind a curve: the raw values, or (for a store too large to read record by
+# record) the store's per-minute log-binned histogram of them, harness.control.aggregates.
+Distribution = Sequence[float] | Histogram
+
 PAPER_US_PER_PENDING_SOCKET = 1.08  # "Tor's Been KIST", Section 5.2
 PAPER_MEDIAN_PENDING = 23
 BASE = "base"  # the condition every run starts with (harness.config.BASE_VARIANT)
@@ -99,13 +105,17 @@ class ReportData:
     title: str
     environment: Mapping[str, str]
     downloads: tuple[Download, ...] = ()
-    goodput_Bps: Mapping[Curve, Sequence[float]] = field(default_factory=dict)  # per relay-second
-    tor_queue_ms: Mapping[Curve, Sequence[float]] = field(default_factory=dict)
-    kernel_queue_ms: Mapping[Curve, Sequence[float]] = field(default_factory=dict)
-    overhead: tuple[RunOverhead, ...] = ()
+    goodput_Bps: Mapping[Curve, Distribution] = field(default_factory=dict)  # per relay-second
+    tor_queue_ms: Mapping[Curve, Distribution] = field(default_factory=dict)
+    kernel_queue_ms: Mapping[Curve, Distribution] = field(default_factory=dict)
+    overhead: tuple[RunOverhead, ...] = ()  # every run, or a bounded sample of a large store's
     diff: DiffSummary | None = None
     notes: tuple[str, ...] = ()
     variants: tuple[VariantInfo, ...] = ()  # in run order, base first; empty for a store without phases
+    # A large store's every-run figures, from its aggregates (empty: computed from overhead)
+    pending_runs: Mapping[Curve, Distribution] = field(default_factory=dict)
+    us_per_socket_runs: Mapping[Curve, Distribution] = field(default_factory=dict)
+    overhead_fit: Mapping[Curve, tuple[float, float]] = field(default_factory=dict)  # (sum p*t, sum p*p)
 
     def curves(self) -> list[Curve]:
         """Every curve with data, variants in run order, arms by name."""
@@ -121,7 +131,7 @@ class ReportData:
             c.variant for m in (self.goodput_Bps, self.tor_queue_ms, self.kernel_queue_ms) for c in m}
         return names + sorted(seen - set(names))
 
-    def ordered(self, curves: Mapping[Curve, Sequence[float]]) -> dict[str, Sequence[float]]:
+    def ordered(self, curves: Mapping[Curve, Distribution]) -> dict[str, Distribution]:
         """label -> values, in curve order: what a figure and a table draw."""
         order = {c: i for i, c in enumerate(self.curves())}
         return {c.label: curves[c] for c in sorted(curves, key=lambda c: order.get(c, len(order)))}
@@ -149,12 +159,32 @@ def downloads_by_size(data: ReportData, metric: str) -> dict[int, dict[Curve, li
     return out
 
 
-def pending(data: ReportData) -> dict[Curve, list[float]]:
+def pending(data: ReportData) -> Mapping[Curve, Distribution]:
+    if data.pending_runs:
+        return data.pending_runs
     return group([(Curve(o.arm, o.variant), float(o.pending)) for o in data.overhead])
 
 
-def us_per_socket(data: ReportData) -> dict[Curve, list[float]]:
+def us_per_socket(data: ReportData) -> Mapping[Curve, Distribution]:
+    if data.us_per_socket_runs:
+        return data.us_per_socket_runs
     return group([(Curve(o.arm, o.variant), o.tcpinfo_us / o.pending) for o in data.overhead if o.pending])
+
+
+def scaled(values: Distribution, factor: float) -> Distribution:
+    """The same values in another unit (e.g. B/s -> MB/s)."""
+    return values.scaled(factor) if isinstance(values, Histogram) else [v * factor for v in values]
+
+
+def pooled(parts: Sequence[Distribution]) -> Distribution:
+    """Several curves' values as one (all histograms, or all raw values)."""
+    hists = [p for p in parts if isinstance(p, Histogram)]
+    if hists:
+        out = hists[0]
+        for h in hists[1:]:
+            out = out.merged(h)
+        return out
+    return [v for p in parts if not isinstance(p, Histogram) for v in p]
 
 
 @dataclass(frozen=True)
@@ -183,7 +213,7 @@ def arm_rows(data: ReportData) -> list[ArmRow]:
         rows.append(ArmRow(
             c.variant, c.arm, sum(d.ok for d in mine), sum(not d.ok for d in mine),
             {s: quantiles(ttlb.get(s, {}).get(c, [])).median for s in sizes},
-            quantiles([v / 1e6 for v in data.goodput_Bps.get(c, [])]).median,
+            quantiles(scaled(data.goodput_Bps.get(c, []), 1e-6)).median,
             quantiles(data.tor_queue_ms.get(c, [])).median, quantiles(data.kernel_queue_ms.get(c, [])).median,
             quantiles(pend.get(c, [])).median))
     return rows
@@ -200,7 +230,13 @@ class Quantiles:
     maximum: float
 
 
-def quantiles(values: Sequence[float]) -> Quantiles:
+def quantiles(values: Distribution) -> Quantiles:
+    if isinstance(values, Histogram):  # each at most one bin (4.4 %) above the exact value
+        if not values.n:
+            return Quantiles(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+        return Quantiles(values.n, values.quantile(0.5), values.quantile(0.25), values.quantile(0.75),
+                         values.quantile(0.9), values.edges(min(values.counts))[0],
+                         values.edges(max(values.counts))[1])
     xs = sorted(values)
     if not xs:
         return Quantiles(0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
@@ -209,6 +245,15 @@ def quantiles(values: Sequence[float]) -> Quantiles:
         return Quantiles(1, v, v, v, v, v, v)
     q = statistics.quantiles(xs, n=20, method="inclusive")  # 5% steps
     return Quantiles(len(xs), statistics.median(xs), q[4], q[14], q[17], xs[0], xs[-1])
+
+
+def overhead_slope(data: ReportData) -> float:
+    """us per pending socket over every run: from a large store's sums, else from its runs."""
+    if data.overhead_fit:
+        num = sum(pt for pt, _pp in data.overhead_fit.values())
+        den = sum(pp for _pt, pp in data.overhead_fit.values())
+        return num / den if den else math.nan
+    return us_per_pending_socket(data.overhead)
 
 
 def us_per_pending_socket(overhead: Sequence[RunOverhead]) -> float:

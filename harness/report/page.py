@@ -10,7 +10,7 @@ import html
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,15 @@ from harness.report.model import (
     PAPER_MEDIAN_PENDING,
     PAPER_US_PER_PENDING_SOCKET,
     Curve,
+    Distribution,
     ReportData,
     arm_rows,
     downloads_by_size,
+    overhead_slope,
     pending,
+    pooled,
     quantiles,
-    us_per_pending_socket,
+    scaled,
     us_per_socket,
 )
 
@@ -61,7 +64,7 @@ class _Panel:
     unit: str
 
 
-def _panel(title: str, fig: Path | None, curves: Mapping[str, Sequence[float]], unit: str) -> _Panel:
+def _panel(title: str, fig: Path | None, curves: Mapping[str, Distribution], unit: str) -> _Panel:
     rows = []
     for label, values in curves.items():
         q = quantiles(values)
@@ -94,7 +97,7 @@ def _draw(data: ReportData, d: Path, interval_ms: float | None) -> list[_Panel]:
     names = data.variant_names()
     styles: figures.Styles = {c.label: (c.arm, names.index(c.variant)) for c in data.curves()}
 
-    def cdf(name: str, title: str, curves: Mapping[str, Sequence[float]], panel: str, unit: str,
+    def cdf(name: str, title: str, curves: Mapping[str, Distribution], panel: str, unit: str,
             **kw: object) -> None:
         fig = figures.cdf_figure(d / name, curves, title=title, styles=styles, **kw)  # type: ignore[arg-type]
         panels.append(_panel(panel, fig, curves, unit))
@@ -104,7 +107,7 @@ def _draw(data: ReportData, d: Path, interval_ms: float | None) -> list[_Panel]:
             cdf(f"{metric}_{size}.png", f"{name}, {_size_name(size)} downloads", data.ordered(curves),
                 f"{name.capitalize()}, {_size_name(size)}", "s", xlabel="download time (s)")
     if data.goodput_Bps:
-        mbps = data.ordered({k: [v / 1e6 for v in vals] for k, vals in data.goodput_Bps.items()})
+        mbps = data.ordered({k: scaled(vals, 1e-6) for k, vals in data.goodput_Bps.items()})
         cdf("goodput.png", "relay goodput (per relay-second)", mbps, "Relay goodput", "MB/s",
             xlabel="goodput (MB/s)")
     if data.tor_queue_ms:
@@ -175,9 +178,9 @@ def _diff_lines(data: ReportData) -> list[str]:
 def _overhead_line(data: ReportData) -> str | None:
     if not data.overhead:
         return None
-    slope = us_per_pending_socket(data.overhead)
-    per_socket = quantiles([o.tcpinfo_us / o.pending for o in data.overhead if o.pending]).median
-    med = quantiles([float(o.pending) for o in data.overhead]).median
+    slope = overhead_slope(data)
+    per_socket = quantiles(pooled(list(us_per_socket(data).values()))).median
+    med = quantiles(pooled(list(pending(data).values()))).median
     return (f"TCP-info collection costs {_fmt(per_socket)} µs per pending socket here (median over runs; "
             f"least-squares slope {_fmt(slope)} µs; paper: {PAPER_US_PER_PENDING_SOCKET} µs); median "
             f"{_fmt(med)} pending sockets per run (paper: {PAPER_MEDIAN_PENDING}).")

@@ -54,6 +54,8 @@ class RunOutcome:
     runs: int = 0
     decisions: int = 0
     downloads: int = 0
+    queue_cells: int = 0           # cells whose KIST_QTIME times were checked against the timeline
+    queue_mismatches: int = 0      # a finding, like a divergence: the patch and its record disagree
     phases: list[str] = field(default_factory=list)  # per phase: name, downloads per arm, or why skipped
     split: str = ""
     network_dir: Path | None = None  # the network's run directory (gone after teardown)
@@ -154,6 +156,7 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
             qt = check_store(store_path)
             steps.say(qt.describe())
             outcome.notes.append(qt.describe())
+            outcome.queue_cells, outcome.queue_mismatches = qt.cells, len(qt.mismatches)
 
         with steps.step("teardown"):
             stack.close()

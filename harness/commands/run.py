@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
                     period_s=args.period, duration_s=args.duration, seed=args.seed, tor=args.tor)
     outcome = run(cfg, Steps(STEPS))
     print(f"runs={outcome.runs} decisions={outcome.decisions} divergences={outcome.divergences} "
-          f"downloads={outcome.downloads}")
+          f"downloads={outcome.downloads} queue_cells={outcome.queue_cells} "
+          f"queue_mismatches={outcome.queue_mismatches}")
     for phase in outcome.phases:
         print(f"phase {phase}")
     for note in outcome.notes + outcome.phase_notes:
@@ -43,4 +44,4 @@ def _run(args: argparse.Namespace) -> int:
     print(f"timings: {outcome.split}")
     print(f"store: {outcome.store}")
     print(f"report: {outcome.report}")
-    return 1 if outcome.divergences else 0
+    return 1 if outcome.divergences or outcome.queue_mismatches else 0

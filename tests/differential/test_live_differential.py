@@ -52,6 +52,18 @@ def test_every_recorded_decision_matches_the_faithful_model(live: RunOutcome) ->
     assert not (live.out / "divergences").exists()
 
 
+def test_tor_queue_times_agree_with_the_decision_timeline(live: RunOutcome) -> None:
+    """KIST_QTIME per cell against the run's own flushes and writes; KIST_KQTIME sampled."""
+    assert live.queue_mismatches == 0
+    assert live.queue_cells >= 1000
+    db = sqlite3.connect(live.store)
+    kq = db.execute("SELECT count(*), sum(json_extract(data, '$.snd_ns') IS NOT NULL) FROM records "
+                    "WHERE kind = 'KIST_KQTIME'").fetchone()
+    assert kq[0] > 0 and kq[1] == kq[0], "no kernel queue time samples, or samples without SNDNS"
+    md = (live.out / "report" / "summary.md").read_text()
+    assert "Kernel queue time" in md and "Tor queue time" in md
+
+
 def test_traffic_ran_in_both_arms(live: RunOutcome) -> None:
     db = sqlite3.connect(live.store)
     arms = dict(db.execute("SELECT c.arm, count(*) FROM records r JOIN contexts c ON r.ctx = c.id "

@@ -260,7 +260,15 @@ def connect(host: Host, *, accept_new_host_key: bool = False) -> Iterator[Sessio
         client.close()
         how = f"key {host.key}" if host.key else "the ssh-agent"
         raise StepError(f"{host.describe()}: authentication with {how} failed: {exc}") from None
-    except (OSError, EOFError, paramiko.SSHException) as exc:
+    except paramiko.SSHException as exc:
+        client.close()
+        if "no authentication methods" in str(exc).lower():
+            raise StepError(f"{host.describe()}: nothing to authenticate with: the inventory gives no key "
+                            "and no ssh-agent answers (SSH_AUTH_SOCK unset, or the agent holds no key); "
+                            "set key = \"...\" for the host or add the key to the agent (ssh-add).") from None
+        raise StepError(f"{host.describe()}: cannot connect within {host.connect_timeout_s:.0f} s: "
+                        f"{exc or type(exc).__name__}") from None
+    except (OSError, EOFError) as exc:
         client.close()
         raise StepError(f"{host.describe()}: cannot connect within {host.connect_timeout_s:.0f} s: "
                         f"{exc or type(exc).__name__}") from None

@@ -209,7 +209,8 @@ def relay_machine(docker_client: Any) -> Iterator[RelayHost]:
         container = docker_client.containers.create(image, labels=LABEL, network=network.name, name=name)
         container.put_archive("/etc/ssh/kist", _tar({
             "ssh_host_ed25519_key": ((keydir / "host_key").read_bytes(), 0o600),
-            "authorized_keys": ((keydir / "client_key.pub").read_bytes(), 0o600),
+            # public, and read as the login user (root, or kist: test_login_modes.py)
+            "authorized_keys": ((keydir / "client_key.pub").read_bytes(), 0o644),
             "torrc": (STOCK_TORRC.encode(), 0o644)}))
         container.start()
         container.reload()

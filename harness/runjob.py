@@ -177,12 +177,13 @@ def run(cfg: RunConfig, steps: Steps | None = None) -> RunOutcome:
 
 def _bootstrap_progress(steps: Steps) -> Any:
     """A line when the count of bootstrapped nodes changes, or every 10 s: not one per poll."""
-    last: list[Any] = [None, -10.0]
+    last_done, last_said = -1, -10.0
 
     def say(pct: Mapping[str, int], elapsed: float) -> None:
+        nonlocal last_done, last_said
         done = sum(v >= 100 for v in pct.values())
-        if done != last[0] or elapsed - last[1] >= 10.0:
-            last[:] = [done, elapsed]
+        if done != last_done or elapsed - last_said >= 10.0:
+            last_done, last_said = done, elapsed
             steps.say(f"{elapsed:4.0f} s: {done}/{len(pct)} nodes bootstrapped")
     return say
 

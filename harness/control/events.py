@@ -22,6 +22,7 @@ import stem
 import stem.response
 import stem.response.events as stem_events
 
+from harness.control.aggregates import run_fields
 from harness.control.records import Record, error_record
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,6 @@ def parse_run_payload(payload: str) -> Any:
 
 def run_summary(run: Any) -> dict[str, Any]:
     """The fields report queries need without re-parsing the payload (the writer's, too)."""
-    from harness.control.aggregates import run_fields
-
     return run_fields(run)
 
 

@@ -73,8 +73,8 @@ class RunningNetwork:
     servers: tuple[ServerInfo, ...]
     shaping: tuple[ShapingInForce, ...] = ()
     docker_network: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    binaries: dict[str, str] = field(default_factory=dict)  # "patched"/"stock" -> path on the host  # configure_s, start_bootstrap_s, verify_s
+    timings: dict[str, float] = field(default_factory=dict)  # configure_s, start_bootstrap_s, verify_s
+    binaries: dict[str, str] = field(default_factory=dict)  # "patched"/"stock" -> path on the host
 
     def node(self, name: str) -> NodeInfo:
         for n in self.nodes:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.queuetimes import QTIME, _qtime_cells, parse_cells
 from harness.report.model import (
     BASE,
     Curve,
@@ -30,7 +31,6 @@ from harness.report.model import (
 
 DOWNLOAD = "download"
 VARIANT = "variant"  # harness.variants.VARIANT
-QTIME = "KIST_QTIME"  # harness.queuetimes.QTIME
 KQTIME = "KIST_KQTIME"  # harness.control.events.KIST_KQTIME: SNDNS is the paper's kernel queue time
 # Arms no curve is drawn for: records from before the first switch ("-") and downloads that
 # ran across an arm switch ("straddle", harness.trafficphase).
@@ -111,12 +111,12 @@ def load(store_path: Path, *, title: str | None = None, environment: Mapping[str
 
 @dataclass
 class _Distributions:
-    goodput: dict[Curve, Distribution] = field(default_factory=dict)
-    queue: dict[Curve, Distribution] = field(default_factory=dict)
-    kernel: dict[Curve, Distribution] = field(default_factory=dict)
+    goodput: Mapping[Curve, Distribution] = field(default_factory=dict)
+    queue: Mapping[Curve, Distribution] = field(default_factory=dict)
+    kernel: Mapping[Curve, Distribution] = field(default_factory=dict)
     overhead: list[RunOverhead] = field(default_factory=list)
-    pending: dict[Curve, Distribution] = field(default_factory=dict)      # aggregated stores only
-    per_socket: dict[Curve, Distribution] = field(default_factory=dict)   # aggregated stores only
+    pending: Mapping[Curve, Distribution] = field(default_factory=dict)      # aggregated stores only
+    per_socket: Mapping[Curve, Distribution] = field(default_factory=dict)   # aggregated stores only
     fit: dict[Curve, tuple[float, float]] = field(default_factory=dict)   # aggregated stores only
 
 
@@ -131,16 +131,12 @@ def _overhead(ctx: Any, d: Mapping[str, Any], variant_of: Mapping[str, str]) -> 
 
 def _from_records(store: Any, variant_of: Mapping[str, str]) -> _Distributions:
     """Every value, from every record: exact (the differential test compares them with SQL)."""
-    from harness.queuetimes import _qtime_cells, parse_cells
-
     out = _Distributions()
-    lists: dict[str, dict[Curve, Distribution]] = {"goodput": {}, "queue": {}, "kernel": {}}
+    lists: dict[str, dict[Curve, list[float]]] = {"goodput": {}, "queue": {}, "kernel": {}}
 
     def add(which: str, ctx: Any, value: float) -> None:
         if ctx.arm not in UNATTRIBUTED:
-            values = lists[which].setdefault(Curve(ctx.arm, variant_of.get(ctx.run_id, BASE)), [])
-            assert isinstance(values, list)
-            values.append(value)
+            lists[which].setdefault(Curve(ctx.arm, variant_of.get(ctx.run_id, BASE)), []).append(value)
 
     for ctx, rec in store.records("BW"):
         written = rec.data.get("written")

@@ -21,14 +21,14 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from harness import host
+from harness import host, outdir
 from harness.errors import CommandFailed, InputError, StepError
+from harness.makeprogress import MakeProgress, planned_targets
 from harness.proc import Result, run
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class StepEvent:
     """Progress: a step started, finished, failed or was served from the cache."""
 
     step: str
-    status: str  # "start" | "done" | "failed" | "cached"
+    status: str  # "start" | "progress" | "done" | "failed" | "cached"
     elapsed_s: float  # since ensure_built() was called
     detail: str = ""
 
@@ -203,6 +203,21 @@ def load_series(patches_dir: Path | None) -> Series:
     parts = [(p.name, p.path.read_bytes()) for p in patches]
     parts.append((SUITES_FILE, "\n".join(suites).encode()))
     return Series(patches_dir, tuple(patches), suites, _digest(parts))
+
+
+def stack_series(base: Series, extra: Series) -> Series:
+    """``base`` with ``extra``'s patches applied after it: a researcher's change on top of the
+    project's series (``kist-harness run --patches DIR``), which emits the KIST_RUN records the
+    differential replays. Extra patches are named ``<their directory>/<file>`` in messages and
+    build.json; the digest covers both series, and equals ``base``'s when ``extra`` is empty."""
+    if not extra.patches and not extra.suites:
+        return base
+    prefix = extra.directory.name
+    patches = (*base.patches, *(replace(p, name=f"{prefix}/{p.name}") for p in extra.patches))
+    suites = (*base.suites, *extra.suites)
+    parts = [(p.name, p.path.read_bytes()) for p in patches]
+    parts.append((SUITES_FILE, "\n".join(suites).encode()))
+    return Series(base.directory, patches, suites, _digest(parts))
 
 
 def _digest(parts: Sequence[tuple[str, bytes]]) -> str:
@@ -368,11 +383,13 @@ def ensure_built(
     cache_dir: Path | None = None,
     configure_args: Sequence[str] = (),
     rebuild: bool = False,
+    extra_patches: Path | None = None,
 ) -> BuildResult:
     """Return a tested tor for ``source`` + the series in ``patches_dir``, building it only if needed.
 
     ``patches_dir=None`` builds unpatched Tor (same flags and tests), the control arm of an
-    overhead comparison. Raises InputError for a bad series or source, PatchDoesNotApply,
+    overhead comparison. ``extra_patches`` is a second series applied after it
+    (:func:`stack_series`). Raises InputError for a bad series or source, PatchDoesNotApply,
     CommandFailed for a failed configure/make/test step (command, exit code, log tail).
     """
     t0 = time.monotonic()
@@ -380,6 +397,8 @@ def ensure_built(
     src = Source.parse(source) if isinstance(source, str) else source
     cache = (cache_dir or default_cache_dir()).resolve()
     series = load_series(patches_dir)
+    if extra_patches is not None:
+        series = stack_series(series, load_series(extra_patches))
     resolved = _resolve(src, cache)
     key = cache_key(resolved.ident, series, configure_args)
     final = cache / "builds" / key
@@ -393,8 +412,8 @@ def ensure_built(
             return hit
         log.info("building %s + %d patches (series %s) -> %s", resolved.description, len(series.patches),
                  series.digest[:12], final)
-        with tempfile.TemporaryDirectory(prefix=f".tmp-{key}-", dir=cache / "builds") as tmp:
-            out = _build(Path(tmp), resolved, series, key, configure_args, cache, emit)
+        with outdir.scratch_dir(f".tmp-{key}-", cache / "builds") as tmp:
+            out = _build(tmp, resolved, series, key, configure_args, cache, emit)
             if final.exists():  # --rebuild: replace the old entry only now that the new one passed
                 old = final.with_name(f".old-{key}-{os.getpid()}")
                 final.rename(old)
@@ -445,15 +464,18 @@ def _build(tmp: Path, resolved: _Resolved, series: Series, key: str, configure_a
         return _timed(name, steps, emit, logdir, cache / "logs", key)
 
     with step("source"):
-        host.ensure_packages(host.PACKAGES["build"])
+        host.require("build")
         tree = _unpack(resolved, cache, tmp / "src", logdir)
     with step("patches"):
         apply_series(series, tree, logdir)
     with step("configure"):
         _step_cmd("configure", ["./configure", *CONFIGURE_FLAGS, *configure_args], tree, logdir)
     with step("make"):
-        _step_cmd("make", ["make", f"-j{JOBS}"], tree, logdir)
-        _step_cmd("make", ["make", f"-j{JOBS}", "src/test/test"], tree, logdir)
+        # one line per target, so the longest step (minutes) shows where it is
+        plan = _step_cmd("make", ["make", "-n", "all", "src/test/test"], tree, logdir, log_output=False)
+        meter = MakeProgress(planned_targets(plan.stdout), lambda text: emit("make", "progress", text))
+        _step_cmd("make", ["make", f"-j{JOBS}"], tree, logdir, on_line=meter.line)
+        _step_cmd("make", ["make", f"-j{JOBS}", "src/test/test"], tree, logdir, on_line=meter.line)
     if series.patches:
         # Tor's whitespace/style check over every C file. (check-changes cannot run on a
         # release tree: it needs scripts/maint/lintChanges.py, which tarballs do not ship.)
@@ -505,11 +527,13 @@ def _write_log(path: Path, res: Result, append: bool = False) -> None:
         fh.write(res.stderr)
 
 
-def _step_cmd(step: str, argv: list[str], cwd: Path, logdir: Path) -> Result:
+def _step_cmd(step: str, argv: list[str], cwd: Path, logdir: Path, *,
+              on_line: Callable[[str], None] | None = None, log_output: bool = True) -> Result:
     """Run one command of a step; on failure raise with the command, exit code and log tail."""
     env = {**os.environ, "MAKEFLAGS": "", "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"}
-    res = run(argv, cwd=cwd, env=env, check=False, timeout=STEP_TIMEOUT_S[step])
-    _write_log(logdir / f"{step}.log", res, append=True)
+    res = run(argv, cwd=cwd, env=env, check=False, timeout=STEP_TIMEOUT_S[step], on_line=on_line)
+    if log_output or not res.ok:
+        _write_log(logdir / f"{step}.log", res, append=True)
     if not res.ok:
         raise CommandFailed(argv, res.returncode, res.tail(), where=f"build step {step}")
     return res
@@ -541,4 +565,4 @@ def _load(entry: Path) -> BuildResult | None:
 
 
 __all__ = ["BuildResult", "PatchDoesNotApply", "Series", "Source", "SourceKind", "StepEvent", "SuiteResult",
-           "cache_key", "default_cache_dir", "default_patches_dir", "ensure_built", "load_series"]
+           "cache_key", "default_cache_dir", "default_patches_dir", "ensure_built", "load_series", "stack_series"]

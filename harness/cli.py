@@ -15,8 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
+from harness.signals import Stopped, exit_code_of, stop_on_signals
 
-COMMANDS = ("model", "host", "build", "net", "collect", "deploy", "run", "report")
+COMMANDS = ("model", "host", "build", "net", "collect", "deploy", "run", "report", "export", "generate",
+            "mutants")
 
 log = logging.getLogger("harness")
 
@@ -47,13 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", stream=sys.stderr)
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals() as stop:
+            try:
+                return int(args.func(args) or 0)
+            except KeyboardInterrupt as exc:
+                # a signal that came while a cleanup was already under way was only said
+                raise stop.stopping or exc from None
     except HarnessError as exc:
         print(f"kist-harness {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"kist-harness {args.command}: interrupted; cleaned up what was started", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = f"interrupted by {exc.name}" if isinstance(exc, Stopped) else "interrupted"
+        where = f" in step {exc.step}" if isinstance(exc, Stopped) and exc.step else ""
+        print(f"kist-harness {args.command}: {what}{where}; cleaned up what was started",
+              file=sys.stderr)
+        return exit_code_of(exc)
     except BrokenPipeError:
         # `kist-harness ... | head`: the reader went away; that is not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)

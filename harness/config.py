@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.network.links import LinkModel
 
 MIN_AUTHORITIES = 3
 # tor refuses a relay whose BandwidthRate is below 75 KiB/s (options_validate: "at least 76800").
@@ -96,6 +99,15 @@ class Node:
     entry_nodes: tuple[str, ...] = ()
     middle_nodes: tuple[str, ...] = ()
     exit_nodes: tuple[str, ...] = ()
+    # clients only: download loops of the profile run at once through this one tor (many
+    # virtual clients per process, like tornettools' process_scale)
+    loops: int = 1
+    # relays only: ConstrainedSockets with this ConstrainedSockSize (KiB): SO_SNDBUF/SO_RCVBUF
+    # of every OR connection fixed small instead of autotuned (a send-buffer-bound KIST variant,
+    # docs/byo-scheduler.md, needs it to bind on loopback, where autotuning reaches megabytes)
+    constrained_sock_kib: int | None = None
+    # --backend swarm: Swarm placement constraints ("node.labels.zone==a"); ignored elsewhere
+    placement: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,7 @@ class FileServer:
 
     name: str
     shaping: Shaping = field(default_factory=Shaping)
+    placement: tuple[str, ...] = ()                # --backend swarm only, as for Node
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,7 @@ class Traffic:
     pause_scale: float = 1.0   # multiplies every think-time pause
     size_scale: float = 1.0    # multiplies every download size
     max_downloads: int = 0     # per client; 0 = no limit within duration_s
+    circuit_per_download: bool = False  # each download on a new circuit (SOCKS isolation), as the paper's
 
 
 BASE_VARIANT = "base"
@@ -157,6 +171,9 @@ class Network:
     traffic: Traffic = field(default_factory=Traffic)
     bootstrap_timeout_s: float = 60.0
     variants: tuple[Variant, ...] = ()   # besides the base condition, which always runs first
+    links: LinkModel | None = None       # [links]: latency/jitter/loss/rate on every path (harness.network.links)
+    # [network] consensus_params: what the authorities vote (ConsensusParams), e.g. orconn_high
+    consensus_params: tuple[tuple[str, int], ...] = ()
 
     def by_role(self, *roles: Role) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role in roles)
@@ -209,9 +226,14 @@ def load_scenario(name_or_path: str | Path) -> Network:
     """Read and validate a scenario file (a path or a shipped scenario's name)."""
     path = scenario_path(name_or_path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"scenario {path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"scenario {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         "a scenario is a TOML file, see harness/scenarios/default.toml") from None
+    except OSError as exc:
+        raise InputError(f"scenario {path}: cannot read it ({exc.strerror})") from None
     return parse_scenario(data, str(path))
 
 
@@ -219,9 +241,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Netwo
     """Turn parsed TOML into a Network; raise InputError naming file, table and field."""
     ctx = _Ctx(source)
     _only(ctx, "top level", data, {"network", "authorities", "relays", "clients", "fileservers", "traffic",
-                                   "variants"})
+                                   "variants", "links"})
     net = _table(ctx, "network", data.get("network", {}))
-    _only(ctx, "network", net, {"name", "bootstrap_timeout_s"})
+    _only(ctx, "network", net, {"name", "bootstrap_timeout_s", "consensus_params"})
     name = _get(ctx, "network", net, "name", str, Path(source).stem)
     timeout = float(_get(ctx, "network", net, "bootstrap_timeout_s", (int, float), 60.0))
     if timeout <= 0:
@@ -245,17 +267,40 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Netwo
     servers: list[FileServer] = []
     for i, grp in enumerate(_array(ctx, "fileservers", data.get("fileservers", []))):
         where = f"fileservers[{i}]"
-        _only(ctx, where, grp, {"name", "count", "shaping"})
+        _only(ctx, where, grp, {"name", "count", "shaping", "placement"})
         base = _get(ctx, where, grp, "name", str, "server")
         count = _count(ctx, where, grp)
         shaping = _shaping(ctx, where, grp.get("shaping", {}))
-        servers += [FileServer(_indexed(ctx, where, base, j, count), shaping) for j in range(count)]
+        place = _placement(ctx, where, grp)
+        servers += [FileServer(_indexed(ctx, where, base, j, count), shaping, place) for j in range(count)]
     traffic = _traffic(ctx, _table(ctx, "traffic", data.get("traffic", {})))
     variants = _variants(ctx, _array(ctx, "variants", data.get("variants", [])))
 
-    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout, variants)
+    from harness.network.links import parse_links  # here: harness.network imports this module
+    links = parse_links(data.get("links"), source, [n.name for n in nodes] + [s.name for s in servers])
+    params = _consensus_params(ctx, net.get("consensus_params", {}))
+    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout, variants, links, params)
     _check_network(ctx, network)
     return network
+
+
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def _consensus_params(ctx: _Ctx, value: Any) -> tuple[tuple[str, int], ...]:
+    """``consensus_params = { orconn_high = 1028 }``: names and int32 values, as Tor's
+    ConsensusParams takes them (dirvote.c rejects anything else when it votes)."""
+    table = _table(ctx, "network.consensus_params", value)
+    out = []
+    for key, v in table.items():
+        if not _PARAM_NAME.match(key):
+            raise ctx.fail("network", f"consensus_params: {key!r} is not a consensus parameter name "
+                                      "(letters, digits and _; e.g. orconn_high)")
+        if isinstance(v, bool) or not isinstance(v, int) or not -2**31 <= v < 2**31:
+            raise ctx.fail("network", f"consensus_params.{key} = {v!r}: a consensus parameter is a 32-bit "
+                                      "integer")
+        out.append((key, v))
+    return tuple(sorted(out))
 
 
 def _check_network(ctx: _Ctx, net: Network) -> None:
@@ -292,8 +337,14 @@ def _check_network(ctx: _Ctx, net: Network) -> None:
 
 
 _RELAY_FIELDS = {"name", "count", "role", "scheduler", "kist_sched_run_interval_ms", "kist_sock_buf_size_factor",
-                 "binary", "bandwidth_rate_kib", "bandwidth_burst_kib", "vote_guard", "shaping"}
-_CLIENT_FIELDS = {"name", "count", "binary", "profile", "shaping", "entry_nodes", "middle_nodes", "exit_nodes"}
+                 "binary", "bandwidth_rate_kib", "bandwidth_burst_kib", "vote_guard", "shaping",
+                 "constrained_sock_kib", "placement"}
+_CLIENT_FIELDS = {"name", "count", "binary", "profile", "shaping", "entry_nodes", "middle_nodes", "exit_nodes",
+                  "loops", "placement"}
+# A Swarm placement constraint as `docker service create --constraint` takes it.
+_CONSTRAINT = re.compile(r"(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)"
+                         r"|engine\.labels\.[A-Za-z0-9_.-]+)\s*(==|!=)\s*[^\s=!]+")
+MAX_CLIENT_LOOPS = 200
 
 
 def _group(ctx: _Ctx, where: str, grp: Mapping[str, Any], role: Role, default_name: str) -> list[Node]:
@@ -303,11 +354,17 @@ def _group(ctx: _Ctx, where: str, grp: Mapping[str, Any], role: Role, default_na
     count = _count(ctx, where, grp, default=MIN_AUTHORITIES if role is Role.AUTHORITY else 1)
     binary = _enum(ctx, where, "binary", Binary, _get(ctx, where, grp, "binary", str, "stock"))
     shaping = _shaping(ctx, where, grp.get("shaping", {}))
+    place = _placement(ctx, where, grp)
     if role is Role.CLIENT:
         profile = _enum(ctx, where, "profile", Profile, _get(ctx, where, grp, "profile", str, "none"))
         entry, middle, exit_ = (tuple(_names(ctx, where, grp, k)) for k in ("entry_nodes", "middle_nodes", "exit_nodes"))
+        loops = _get(ctx, where, grp, "loops", int, 1)
+        if not 1 <= loops <= MAX_CLIENT_LOOPS:
+            raise ctx.fail(where, f"loops must be 1..{MAX_CLIENT_LOOPS} (download loops at once in this client), "
+                                  f"got {loops}")
         return [Node(_indexed(ctx, where, base, i, count), role, binary=binary, profile=profile, shaping=shaping,
-                     entry_nodes=entry, middle_nodes=middle, exit_nodes=exit_) for i in range(count)]
+                     entry_nodes=entry, middle_nodes=middle, exit_nodes=exit_, loops=loops, placement=place)
+                for i in range(count)]
     sched = _enum(ctx, where, "scheduler", Scheduler, _get(ctx, where, grp, "scheduler", str, "KIST"))
     interval = _get(ctx, where, grp, "kist_sched_run_interval_ms", int, None)
     if interval is not None and not 1 <= interval <= 100:
@@ -325,9 +382,26 @@ def _group(ctx: _Ctx, where: str, grp: Mapping[str, Any], role: Role, default_na
     if burst is not None and (rate is None or burst < rate):
         raise ctx.fail(where, "bandwidth_burst_kib needs bandwidth_rate_kib and must be >= it")
     vote_guard = _get(ctx, where, grp, "vote_guard", bool, role is Role.GUARD)
+    constrained = _get(ctx, where, grp, "constrained_sock_kib", int, None)
+    if constrained is not None and not 2 <= constrained <= 256:
+        raise ctx.fail(where, f"constrained_sock_kib must be 2..256 (tor's ConstrainedSockSize range, 2048 to "
+                              f"262144 bytes), got {constrained}")
     return [Node(_indexed(ctx, where, base, i, count), role, sched, interval,
                  None if factor is None else float(factor), binary, rate, burst, vote_guard,
-                 Profile.NONE, shaping) for i in range(count)]
+                 Profile.NONE, shaping, constrained_sock_kib=constrained, placement=place) for i in range(count)]
+
+
+def _placement(ctx: _Ctx, where: str, grp: Mapping[str, Any]) -> tuple[str, ...]:
+    """Swarm constraints, checked for form here; whether a node of the swarm matches is checked
+    by the Swarm backend before it starts anything."""
+    val = _get(ctx, where, grp, "placement", list, [])
+    for c in val:
+        if not isinstance(c, str) or not _CONSTRAINT.fullmatch(c.strip()):
+            raise ctx.fail(where, f"placement entry {c!r} is not a Swarm constraint: write e.g. "
+                                  "placement = [\"node.labels.kist==relays\"] or [\"node.role==manager\"] "
+                                  "(node.id, node.hostname, node.role, node.platform.os/arch, node.labels.KEY or "
+                                  "engine.labels.KEY, then == or !=, then a value)")
+    return tuple(c.strip() for c in val)
 
 
 def _names(ctx: _Ctx, where: str, grp: Mapping[str, Any], key: str) -> list[str]:
@@ -360,11 +434,12 @@ def _shaping_fields(ctx: _Ctx, where: str, tbl: Mapping[str, Any]) -> Shaping:
 
 
 def _traffic(ctx: _Ctx, tbl: Mapping[str, Any]) -> Traffic:
-    _only(ctx, "traffic", tbl, {"duration_s", "pause_scale", "size_scale", "max_downloads"})
+    _only(ctx, "traffic", tbl, {"duration_s", "pause_scale", "size_scale", "max_downloads", "circuit_per_download"})
     t = Traffic(float(_get(ctx, "traffic", tbl, "duration_s", (int, float), 60.0)),
                 float(_get(ctx, "traffic", tbl, "pause_scale", (int, float), 1.0)),
                 float(_get(ctx, "traffic", tbl, "size_scale", (int, float), 1.0)),
-                _get(ctx, "traffic", tbl, "max_downloads", int, 0))
+                _get(ctx, "traffic", tbl, "max_downloads", int, 0),
+                _get(ctx, "traffic", tbl, "circuit_per_download", bool, False))
     for fname in ("duration_s", "size_scale"):
         if getattr(t, fname) <= 0:
             raise ctx.fail("traffic", f"{fname} must be > 0, got {getattr(t, fname)}")

@@ -1,8 +1,11 @@
 """One error root for the harness; the CLI turns each into a message and an exit code.
 
 Exit codes are part of the interface, so scripts can tell a finding from a failure:
-0 success, 1 a finding (divergence from the model), 2 bad input or usage,
-3 a step failed (build, network, SSH, control port), 130 interrupted.
+0 success, 1 a finding (divergence from the model, queue times disagreeing with the
+decisions), 2 bad input or usage, 3 a step failed (build, network, SSH, control port),
+128 + N stopped by signal N (harness.signals: 130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+A finding is a result, not an error: the checks return it (harness.checks) and the
+command exits 1; only failures are raised.
 """
 
 from __future__ import annotations
@@ -41,9 +44,3 @@ class CommandFailed(StepError):
         self.returncode = returncode
         self.output_tail = output_tail
         self.where = where
-
-
-class Divergence(HarnessError):
-    """Replay found Tor deciding differently from the model: a finding, not a crash."""
-
-    exit_code = 1

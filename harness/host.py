@@ -28,7 +28,20 @@ PACKAGES: dict[str, tuple[str, ...]] = {
     "docker": ("docker.io", "debootstrap"),
     "net": ("iproute2", "iptables", "procps"),
     "ssh": ("openssh-server", "openssh-client"),
-    "network": ("tor", "iproute2", "util-linux", "procps", "debootstrap"),  # tor-gencert, unshare probes, pgrep, base image
+    "network": ("tor", "iproute2", "iptables", "util-linux", "procps", "debootstrap"),  # tor-gencert, shaping, unshare probes, pgrep, base image
+}
+
+# What each step of each command needs, as parts of PACKAGES: the one list `run`, `net`,
+# `build`, `collect`, `deploy` and the tests (`host setup`, all parts) go by. A step
+# checks its own just before it runs, so a cached build needs no compiler and a failure
+# comes before minutes of work, not after.
+STEP_NEEDS: dict[str, tuple[str, ...]] = {
+    "build": ("build",),        # Tor's build dependencies (only when a build actually runs)
+    "network": ("network",),    # any backend: tor-gencert for the keys, ip/iptables for links
+    "docker": ("docker",),      # the Docker backend: the engine and debootstrap for the base image
+    "ssh-tests": ("ssh",),      # the remote tests' sshd; deploy and collect --ssh need none here
+    "collect": (),              # stem over TCP, a unix socket or SSH: Python packages only
+    "deploy": (),               # paramiko; the relay host's own packages are the inventory's `allow`
 }
 
 DEB_SRC_FILE = Path("/etc/apt/sources.list.d/kist-harness-src.sources")
@@ -82,13 +95,27 @@ def ensure_packages(packages: tuple[str, ...] | list[str]) -> list[str]:
         return []
     if not is_root():
         raise StepError(
-            f"these Debian packages are missing: {' '.join(missing)}. "
-            f"Install them (sudo apt-get install {' '.join(missing)}) or run `kist-harness host setup` as root."
+            f"these Debian packages are missing: {' '.join(missing)}, and this is not root, so they "
+            f"cannot be installed from here. Run `sudo apt-get install {' '.join(missing)}` (or "
+            "`sudo kist-harness host setup`, which installs everything kist-harness uses), then run "
+            "this command again."
         )
     apt_update()
     log.info("installing %s", " ".join(missing))
     run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=_apt_env(), timeout=1800)
     return missing
+
+
+def require(step: str) -> list[str]:
+    """Install what ``step`` needs (STEP_NEEDS), as `host setup` would; not root: name the command.
+
+    Returns what was installed (empty when everything was there: a few dpkg-query calls).
+    """
+    wanted = [pkg for part in STEP_NEEDS[step] for pkg in PACKAGES[part]]
+    installed = ensure_packages(list(dict.fromkeys(wanted)))
+    if installed:
+        log.info("%s step: installed %s", step, " ".join(installed))
+    return installed
 
 
 def ensure_deb_src() -> bool:
@@ -126,17 +153,51 @@ def ensure_dockerd(timeout_s: float = 60.0) -> str:
         "running", "degraded"
     }:
         run(["systemctl", "start", "docker"], check=False)
+    logfile = Path("/var/log/kist-harness-dockerd.log")
+    daemon = None
     if not docker_running():
-        logfile = Path("/var/log/kist-harness-dockerd.log")
         with logfile.open("ab") as fh:
-            subprocess.Popen(["dockerd"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            daemon = subprocess.Popen(["dockerd"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         log.info("started dockerd (log: %s)", logfile)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if docker_running():
             return "started dockerd"
+        if daemon is not None and daemon.poll() is not None:
+            # e.g. an unprivileged container: no cgroups or iptables for it; no use waiting
+            tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] if logfile.exists() else []
+            raise StepError(f"dockerd exited at once (status {daemon.returncode}): "
+                            f"{tail[0] if tail else 'no output'} (log: {logfile})")
         time.sleep(0.5)
-    raise StepError(f"dockerd did not answer within {timeout_s:.0f} s; see /var/log/kist-harness-dockerd.log")
+    raise StepError(f"dockerd did not answer within {timeout_s:.0f} s; see {logfile}")
+
+
+ALLOWED_CC = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")
+PAPER_CC = "cubic"  # the paper's era (Linux' default since 2.6.19); this machine's default is BBR
+
+
+def allow_congestion(cc: str) -> bool:
+    """Let network namespaces choose congestion control ``cc``; True when they now may.
+
+    Only the host's namespace may pick any loaded algorithm; the others (every Docker node)
+    may pick only what net.ipv4.tcp_allowed_congestion_control lists. Adding one changes no
+    one's default: it is the permission the Docker backend needs to run the paper's CUBIC.
+    Needs root and a kernel that has ``cc`` (not persisted: a reboot restores the list).
+    """
+    try:
+        allowed = ALLOWED_CC.read_text().split()
+        if cc in allowed:
+            return True
+        available = Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
+        if cc not in available or not is_root():
+            return False
+        ALLOWED_CC.write_text(" ".join([*allowed, cc]) + "\n")
+    except OSError as exc:  # read-only /proc/sys (an unprivileged container)
+        log.info("cannot widen %s: %s", ALLOWED_CC, exc)
+        return False
+    log.info("widened net.ipv4.tcp_allowed_congestion_control: %s -> %s (no one's default changes)",
+             " ".join(allowed), " ".join([*allowed, cc]))
+    return True
 
 
 def setup(parts: tuple[str, ...] = tuple(PACKAGES)) -> list[str]:
@@ -150,4 +211,7 @@ def setup(parts: tuple[str, ...] = tuple(PACKAGES)) -> list[str]:
         done.append(f"added deb-src lines in {DEB_SRC_FILE}")
     if "docker" in parts:
         done.append(ensure_dockerd())
+        before = ALLOWED_CC.read_text().split() if ALLOWED_CC.exists() else []
+        if PAPER_CC not in before and allow_congestion(PAPER_CC):
+            done.append(f"allowed {PAPER_CC} in net.ipv4.tcp_allowed_congestion_control (the paper's TCP for Docker nodes)")
     return done

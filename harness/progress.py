@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from harness.errors import HarnessError, StepError
+from harness.signals import Stopped
 
 
 @dataclass
@@ -41,15 +42,18 @@ class Steps:
             raise ValueError(f"unknown step {name!r}")
         self.current = name
         start = time.monotonic()
-        self.say("started")
         try:
+            # inside the try: a signal that lands while "started" is printed belongs to this step
+            self.say("started")
             yield self
         except HarnessError as exc:
             self.durations[name] = time.monotonic() - start
             exc.args = (f"step {self.index}/{len(self.names)} ({name}) failed: {exc}",)
             raise
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit) as exc:
             self.durations[name] = time.monotonic() - start
+            if isinstance(exc, Stopped) and exc.step is None:
+                exc.step = f"{self.index}/{len(self.names)} ({name})"
             raise
         except Exception as exc:
             self.durations[name] = time.monotonic() - start

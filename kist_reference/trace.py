@@ -22,6 +22,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
+from kist_reference.ewma import TICK_LEN_MAX, TICK_LEN_MIN
+
 FORMAT_VERSION = 1
 EVENT_NAME = "KIST_RUN"
 SCHEDULERS = ("KIST", "KISTLite", "Vanilla")
@@ -83,12 +85,19 @@ class ChannelSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class TcpInfo:
-    """TCP_INFO + SIOCOUTQNSD as read for one socket."""
+    """TCP_INFO + SIOCOUTQNSD as read for one socket.
+
+    ``extra``: further values a variant of Tor's limit formula read from the socket and its
+    patch appended to the entry (``T/cwnd/unacked/mss/notsent/x1/x2...``), in its own
+    order; Tor's KIST reads none and the faithful model ignores them. A subclassed
+    ``KistPolicy.socket_limit`` reads them (docs/byo-scheduler.md).
+    """
 
     cwnd: int
     unacked: int
     mss: int
     notsent: int
+    extra: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +261,17 @@ class RunRecord:
                              field="SCHED")
         if not 0 <= self.n_pending <= len(self.snapshots):
             raise TraceError(f"NPEND={self.n_pending} but only {len(self.snapshots)} snapshots", field="NPEND")
+        p = self.params
+        if not TICK_LEN_MIN <= p.ewma_tick_len <= TICK_LEN_MAX:
+            # Tor clamps CircuitPriorityTickSecs to this range (circuitmux_ewma.c:48-50, 622);
+            # replay divides by it
+            raise TraceError(f"TICKLEN={p.ewma_tick_len} is outside Tor's range {TICK_LEN_MIN}-{TICK_LEN_MAX} "
+                             "(seconds per EWMA tick); the record is damaged or not from Tor", field="TICKLEN")
+        if not 0.0 < p.ewma_scale_factor <= 1.0:
+            # exp(log(1/2) / halflife) with halflife > 0 (circuitmux_ewma.c:599-625): replay
+            # raises it to fractional powers, so anything else has no meaning
+            raise TraceError(f"EWMAF={_hexf(p.ewma_scale_factor)} ({p.ewma_scale_factor!r}) is not an EWMA scale factor in (0, 1]; the record "
+                             "is damaged or not from Tor", field="EWMAF")
         if self.sched != "Vanilla" and len(self.sock) != self.n_pending:
             raise TraceError(f"{len(self.sock)} socket reads for {self.n_pending} pending channels", field="SOCK")
         outcomes = VANILLA_OUTCOMES if self.sched == "Vanilla" else KIST_OUTCOMES
@@ -375,9 +395,11 @@ def _parse_sock(item: str) -> SockRead:
         return SockError(_int(item[2:], "SOCK"))
     if item.startswith("T/"):
         parts = item[2:].split("/")
-        if len(parts) == 4:
-            return TcpInfo(*(_int(p, "SOCK") for p in parts))
-    raise TraceError(f"socket read {item!r} is not T/cwnd/unacked/mss/notsent, E/errno or L", field="SOCK")
+        if len(parts) >= 4:
+            v = [_int(p, "SOCK") for p in parts]
+            return TcpInfo(v[0], v[1], v[2], v[3], tuple(v[4:]))
+    raise TraceError(f"socket read {item!r} is not T/cwnd/unacked/mss/notsent[/extra...], E/errno or L",
+                     field="SOCK")
 
 
 def _parse_checked(kw: dict[str, str]) -> RunRecord:
@@ -536,6 +558,9 @@ def _fast_sock_read(item: str) -> SockRead:
         parts = item[2:].split("/")
         if len(parts) == 4:
             return TcpInfo(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]))
+        if len(parts) > 4:
+            return TcpInfo(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]),
+                           tuple(int(p) for p in parts[4:]))
     elif item.startswith("E/"):
         return SockError(int(item[2:]))
     elif item == "L":
@@ -564,14 +589,16 @@ def _parse_fast(kw: dict[str, str]) -> RunRecord:
     snaps = _fast_snapshots(kw)
     n_pending = int(kw["NPEND"])
     sock = _fast_sock(kw["SOCK"])
+    tick_len, ewmaf = int(kw["TICKLEN"]), float.fromhex(kw["EWMAF"])
     if (int(kw["V"]) != FORMAT_VERSION or not 0 <= n_pending <= len(snaps)
-            or (sched != "Vanilla" and len(sock) != n_pending)):
-        raise _Declined
+            or (sched != "Vanilla" and len(sock) != n_pending)
+            or not TICK_LEN_MIN <= tick_len <= TICK_LEN_MAX or not 0.0 < ewmaf <= 1.0):
+        raise _Declined  # the checked path names the field
     readd, final = kw["READD"], kw["FINAL"]
     return RunRecord(
         FORMAT_VERSION, int(kw["RUN"]), sched, int(kw["T0"]), int(kw["TI"]), int(kw["T1"]),
         Params(int(kw["IVAL"]), float.fromhex(kw["FACTOR"]), _FLAG[kw["NOKS"]], int(kw["HW"]),
-               float.fromhex(kw["EWMAF"]), int(kw["TICKLEN"])),
+               ewmaf, tick_len),
         n_pending, snaps, sock, _fast_steps(kw["STEPS"], sched, len(snaps)),
         tuple(map(int, readd.split(","))) if readd else (),
         tuple(map(int, final.split(","))) if final else (),
@@ -597,7 +624,7 @@ def _wire_step(step: Step) -> str:
 
 def _wire_sock(s: SockRead) -> str:
     if isinstance(s, TcpInfo):
-        return f"T/{s.cwnd}/{s.unacked}/{s.mss}/{s.notsent}"
+        return f"T/{s.cwnd}/{s.unacked}/{s.mss}/{s.notsent}" + "".join(f"/{x}" for x in s.extra)
     if isinstance(s, SockError):
         return f"E/{s.errno}"
     return "L"
@@ -635,7 +662,8 @@ def to_dict(rec: RunRecord) -> dict[str, Any]:
 
     def sock(s: SockRead) -> dict[str, Any]:
         if isinstance(s, TcpInfo):
-            return {"cwnd": s.cwnd, "unacked": s.unacked, "mss": s.mss, "notsent": s.notsent}
+            d = {"cwnd": s.cwnd, "unacked": s.unacked, "mss": s.mss, "notsent": s.notsent}
+            return {**d, "extra": list(s.extra)} if s.extra else d
         if isinstance(s, SockError):
             return {"errno": s.errno}
         return {"fallback": True}
@@ -714,17 +742,20 @@ def from_dict(d: Any) -> RunRecord:
         elif isinstance(s, dict) and "errno" in s:
             socks.append(SockError(_get(s, "errno", int, sp)))
         else:
+            extra = s.get("extra", []) if isinstance(s, dict) else []
+            if not isinstance(extra, list) or not all(type(x) is int for x in extra):
+                raise TraceError(f"{sp}extra is {extra!r}, not a list of integers", field=f"{sp}extra")
             socks.append(TcpInfo(_get(s, "cwnd", int, sp), _get(s, "unacked", int, sp), _get(s, "mss", int, sp),
-                                 _get(s, "notsent", int, sp)))
+                                 _get(s, "notsent", int, sp), tuple(extra)))
     steps: list[Step] = []
     for i, raw in enumerate(_get(d, "steps", list, "")):
         # Fast path (most steps): a known op whose fields are all plain ints.
-        if type(raw) is list and raw:
+        if type(raw) is list and raw and type(raw[0]) is str:
             cls = _INT_STEPS.get(raw[0])
             if cls is not None and len(raw) == _STEP_ARITY[raw[0]] + 1 and all(type(v) is int for v in raw[1:]):
                 steps.append(cls(*raw[1:]))
                 continue
-        if not isinstance(raw, list) or not raw or raw[0] not in STEP_TYPES:
+        if not isinstance(raw, list) or not raw or not isinstance(raw[0], str) or raw[0] not in STEP_TYPES:
             raise TraceError(f"{raw!r} is not [op, field, ...] with a known op", field=f"steps[{i}]")
         op = raw[0]
         if len(raw) - 1 != _STEP_ARITY[op]:

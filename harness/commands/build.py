@@ -34,6 +34,8 @@ def _progress(event: StepEvent) -> None:
     if event.status == "start":
         extra = f" {event.detail}" if event.detail else ""
         print(f"[{event.elapsed_s:6.1f} s] {event.step} ...{extra}", file=sys.stderr, flush=True)
+    elif event.status == "progress":
+        print(f"[{event.elapsed_s:6.1f} s] {event.step}: {event.detail}", file=sys.stderr, flush=True)
     elif event.status == "cached":
         print(f"[{event.elapsed_s:6.1f} s] cached build: {event.detail}", file=sys.stderr, flush=True)
     else:

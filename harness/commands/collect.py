@@ -9,9 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import InputError
+from harness.signals import HANDLED, Stopped
+
+if TYPE_CHECKING:
+    from harness.store.db import Store
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -63,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="also subscribe to these events, comma-separated: the patch's KIST_QTIME (Tor queue "
                         "time per cell) and KIST_KQTIME (kernel queue time of sampled writes) are asked for only "
                         "on request, as their volume grows with traffic; any other event tor offers works too")
+    p.add_argument("--fleet", type=Path, metavar="FLEET.toml",
+                   help="collect from every relay the fleet file names into --out, one session per relay "
+                        "(see docs/fleet.md); --inventory then names the SSH inventory of its `ssh` relays")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="with --fleet: shard processes the relays are spread over (default: one per core)")
     p.add_argument("--export-runs", type=Path, metavar="FILE",
                    help="afterwards, write KIST_RUN records as JSON lines for `kist-harness model replay`")
     p.set_defaults(func=_collect)
@@ -109,8 +118,14 @@ def _progress_printer() -> Any:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from harness.control.store import open_store
+    from harness.store.db import open_store
 
+    if args.fleet is not None:
+        from harness.commands import collect_fleet
+
+        return collect_fleet.run(args)
+    if args.processes is not None:
+        raise InputError("--processes spreads the relays of --fleet over processes: add --fleet FILE.")
     if args.control is None and args.ssh is None:
         if args.ab or args.duration:
             raise InputError("--ab and --duration need --control HOST:PORT|PATH or --ssh HOST.")
@@ -130,7 +145,7 @@ def _run_collection(args: argparse.Namespace) -> int:
     from harness.control import abtest
     from harness.control.auth import Credentials
     from harness.control.collector import CollectConfig, Collector
-    from harness.control.store import Store
+    from harness.store.db import Store
 
     duration = parse_duration(args.duration, "--duration") if args.duration else None
     schedule = None
@@ -159,12 +174,15 @@ def _run_collection(args: argparse.Namespace) -> int:
     with store:
         collector = Collector(transport, creds, store, config, schedule=schedule)
 
+        stopped_by: list[int] = []
+
         def on_signal(signum: int, _frame: object) -> None:
             if collector.stop_event.is_set():  # a second Ctrl-C: stop waiting for the flush
-                raise KeyboardInterrupt
+                raise Stopped(signum)
+            stopped_by.append(signum)
             collector.stop()  # first: restore settings, flush, close, summarise
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, on_signal) for s in HANDLED}
         print(f"run {run_id}: collecting from {transport.describe()} into {args.out}"
               + (f"; A/B {args.ab} every {args.period}, seed {seed}" if schedule else ""),
               file=sys.stderr)
@@ -183,6 +201,12 @@ def _run_collection(args: argparse.Namespace) -> int:
     if final.restore_failed:
         print(f"WARNING: the relay's settings were not restored: {final.restore_failed}", file=sys.stderr)
         return 3
+    if stopped_by:
+        # everything is flushed and closed: say so in one line, exit as a stopped process does
+        stop = Stopped(stopped_by[0])
+        print(f"kist-harness collect: stopped by {stop.name}; {final.stored} records stored and the "
+              f"store closed cleanly", file=sys.stderr)
+        return stop.exit_code
     return 0
 
 
@@ -193,33 +217,37 @@ def _print_final(p: Any, run_id: str, out: Path) -> None:
         print(f"  unavailable: {name}: {why}")
 
 
-def _print_ab(store: Any, run_id: str) -> None:
-    from harness.control.summary import METRICS, summarize
+def _print_ab(store: Store, run_id: str) -> None:
+    from harness.checks.arms import METRICS, summarize
 
     arm_stats, comparisons = summarize(store, run_id)
     missing = [m for m in METRICS if m.name not in {s.metric for s in arm_stats}]
     if not arm_stats:
         print("A/B: no complete period with samples yet")
         return
-    print("A/B summary (one observation per period; 95% bootstrap CIs):")
+    print("A/B summary (unit: a block = one period of each arm; 95% t-intervals over blocks; "
+          "differences paired within blocks):")
     for s in arm_stats:
-        print(f"  {s.metric:24} {s.arm:10} n={s.periods:3} mean={s.mean:.6g} CI=[{s.ci_low:.6g}, {s.ci_high:.6g}]")
+        print(f"  {s.metric:24} {s.arm:10} blocks={s.blocks:3} mean={s.mean:.6g} {s.ci_text()}")
     for c in comparisons:
-        print(f"  {c.metric:24} {c.arm_a}-{c.arm_b}: diff={c.diff:.6g} CI=[{c.ci_low:.6g}, {c.ci_high:.6g}] "
-              f"Welch p={c.welch_p:.3g} Mann-Whitney p={c.mann_whitney_p:.3g}")
+        if c.blocks == 0:
+            print(f"  {c.metric:24} {c.arm_a}-{c.arm_b}: not compared: no block measured both arms")
+            continue
+        p = f" paired t p={c.p_value:.3g}" if c.blocks >= 2 else ""
+        print(f"  {c.metric:24} {c.arm_a}-{c.arm_b}: diff={c.diff:.6g} {c.ci_text()} "
+              f"over {c.blocks} paired block{'' if c.blocks == 1 else 's'}{p}")
     for m in missing:
         print(f"  {m.name:24} not measured: no {m.kind} events in any period")
-    print(f"  {'kernel_queue_time':24} not measured: the patch series does not provide it")
 
 
-def _export(store: Any, path: Path, run_id: str | None) -> None:
-    from harness.control.export import export_runs
+def _export(store: Store, path: Path, run_id: str | None) -> None:
+    from harness.store.export import export_runs
 
     n = export_runs(store, path, run_id=run_id)
     print(f"exported {n} KIST runs to {path}")
 
 
-def _print_store(store: Any, args: argparse.Namespace) -> None:
+def _print_store(store: Store, args: argparse.Namespace) -> None:
     kinds = store.kinds()
     print(f"{args.out}: {sum(kinds.values())} records: "
           + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items())))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     nsub = p.add_subparsers(dest="net_command", required=True)
     u = nsub.add_parser("up", help="start a network and wait until a circuit carries data")
     u.add_argument("scenario", help="scenario name (basic, default) or path to a .toml file")
-    u.add_argument("--backend", choices=("docker", "local"), default="local")
+    u.add_argument("--backend", choices=("docker", "swarm", "local"), default="local")
     u.add_argument("--tor", type=Path, help="patched tor binary for nodes with binary = \"patched\"")
     u.set_defaults(func=_up)
     s = nsub.add_parser("status", help="per node bootstrap, flags and consensus weight")
@@ -61,10 +60,6 @@ class _Progress:
             print(line.rstrip(), file=sys.stderr, flush=True)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _up(args: argparse.Namespace) -> int:
     from harness.config import load_scenario
     from harness.network import lifecycle, running
@@ -74,12 +69,8 @@ def _up(args: argparse.Namespace) -> int:
         raise InputError(f"network {net.name} is already up (state {running.state_file(net.name)}); "
                          f"`kist-harness net down {args.scenario}` first")
     t0 = time.monotonic()
-    # A SIGTERM (kill, CI timeout) cleans up like Ctrl-C instead of orphaning the nodes.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        handle = lifecycle.start(net, args.backend, args.tor, progress=_Progress(), persist=True)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # SIGTERM/SIGHUP (kill, CI timeout) clean up like Ctrl-C: harness.signals, set by the CLI
+    handle = lifecycle.start(net, args.backend, args.tor, progress=_Progress(), persist=True)
     t = handle.timings
     print(f"network {net.name} up in {time.monotonic() - t0:.1f} s ({args.backend}: configure "
           f"{t['configure_s']:.1f} s, start+bootstrap {t['start_bootstrap_s']:.1f} s, verify {t['verify_s']:.1f} s)")
@@ -122,9 +113,9 @@ def _down(args: argparse.Namespace) -> int:
         raise InputError(f"no network {name!r} is up (no state file {running.state_file(name)}); "
                          "use --force to remove leftover Docker objects by label anyway")
     if args.force:
-        from harness.network import docker
+        from harness.network import docker, swarm
 
-        done += docker.remove_labelled()
+        done += swarm.remove_labelled() + docker.remove_labelled()
     for line in done or ["nothing to remove"]:
         print(line)
     return 0
@@ -132,10 +123,11 @@ def _down(args: argparse.Namespace) -> int:
 
 def _traffic(args: argparse.Namespace) -> int:
     from harness.config import load_scenario
-    from harness.network import load, running
+    from harness.network import running
+    from harness.traffic import profiles
 
     net = load_scenario(args.scenario)
     handle = running.load(net.name)
-    summary = load.run_profiles(handle, net, args.out, seed=args.seed)
+    summary = profiles.run_profiles(handle, net, args.out, seed=args.seed)
     print(f"{summary.downloads} downloads ({summary.failed} failed), seed {summary.seed}: {summary.path}")
     return 0

@@ -3,6 +3,7 @@
     python -m harness.control.bench [--events 20000] [--workers 0,1,2] [--records small,real,sim]
                                     [--repeat 3]
     python -m harness.control.bench --day [--day-rate 50] [--day-hours 24] [--day-store PATH]
+    python -m harness.control.bench --fleet 10,50 [fleetbench options]   (harness.control.fleetbench)
 
 Each configuration runs ``--repeat`` times, each in a fresh process (so peak RSS is its
 own): a replay control port (``replayport``) streams KIST_RUN lines as fast as the socket
@@ -34,7 +35,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.control.records import Kind
+from harness.store import queries
+from harness.store.db import Store
+from harness.store.records import BW, KIST_OVERHEAD, KIST_QTIME, KIST_RUN, Kind
 
 SMALL = ('V=1 RUN={i} SCHED=KIST T0=1000000 TI=1001500 T1=1009000 IVAL=2 FACTOR=0x1p+0 NOKS=0 HW=32768 '
          'EWMAF=0x1.965fea53d6e3dp-1 TICKLEN=10 NPEND=2 CHANS=5:1:1:0:8688:0:P,9:1:1:0:5792:0:P '
@@ -72,8 +75,8 @@ def run_one(kind: str, workers: int, n: int, rate: float | None) -> dict[str, fl
     from harness.control.auth import Credentials
     from harness.control.collector import CollectConfig, Collector
     from harness.control.replayport import ReplaySpec, replay_port
-    from harness.control.store import open_store
     from harness.control.transport import TcpTransport
+    from harness.store.db import open_store
 
     lines = _lines(kind, n)
     if n % len(lines):
@@ -119,9 +122,9 @@ def stage_costs(kind: str, n: int = 2000) -> dict[str, float]:
     import stem.socket
 
     from harness.control.buffer import EventBuffer
-    from harness.control.records import Context
-    from harness.control.store import Store
     from harness.control.writer import RawEvent, StoreWriter
+    from harness.store.db import Store
+    from harness.store.records import Context
     from kist_reference import trace
 
     lines = (_lines(kind, n) * (n // 500 + 1))[:n]
@@ -161,7 +164,7 @@ def _day_records(rate: float, seconds: int, seed: int = 1) -> Iterator[tuple[flo
     synthesis costs little next to the store."""
     import random
 
-    from harness.control.aggregates import run_fields
+    from harness.store.aggregates import run_fields
     from kist_reference import trace
 
     rng = random.Random(seed)
@@ -184,17 +187,17 @@ def _day_records(rate: float, seconds: int, seed: int = 1) -> Iterator[tuple[flo
         arm = ("KIST", "Vanilla")[(start // period) % 2]
         yield (t0 + start, str(Kind.ARM), {"arm": arm}, None)
         for sec in range(start, min(start + period, seconds)):
-            yield (t0 + sec, "BW", {"read": 10**6, "written": rng.randint(0, 2 * 10**7)}, None)
+            yield (t0 + sec, BW, {"read": 10**6, "written": rng.randint(0, 2 * 10**7)}, None)
             ts = t0 + sec
             while ts < t0 + sec + 1:
                 run += 1
                 i = run % pool
-                yield (ts, "KIST_OVERHEAD", {**overhead[i], "run": run, "sched": arm}, None)
-                yield (ts, "KIST_QTIME", {"run": run, "sched": arm, "t0_ns": 0, "n": qtime[i].count(",") + 1,
+                yield (ts, KIST_OVERHEAD, {**overhead[i], "run": run, "sched": arm}, None)
+                yield (ts, KIST_QTIME, {"run": run, "sched": arm, "t0_ns": 0, "n": qtime[i].count(",") + 1,
                                           "cells": qtime[i]}, None)
                 if run % KIST_RUN_EVERY == 0:
                     k = run % len(runs)
-                    yield (ts, "KIST_RUN", {**fields[k], "run": run}, runs[k])
+                    yield (ts, KIST_RUN, {**fields[k], "run": run}, runs[k])
                 ts += step
 
 
@@ -202,8 +205,8 @@ def day_bench(rate: float, hours: float, path: Path) -> dict[str, float]:
     """Build a store of ``hours`` of records at ``rate`` runs/s into ``path`` (kept if it
     exists: a second call only times the queries), then time the report's queries on it,
     raw-record reads against the aggregates."""
-    from harness.control.records import Context, Record
-    from harness.control.store import Store
+    from harness.store.db import Store
+    from harness.store.records import Context, Record
 
     out: dict[str, float] = {}
     if not path.exists():
@@ -224,7 +227,7 @@ def day_bench(rate: float, hours: float, path: Path) -> dict[str, float]:
     out["store_mb"] = sum(f.stat().st_size for f in path.parent.glob(path.name + "*")) / 2**20
     with Store(path, readonly=True) as store:
         out["records"] = store.count()
-        out["runs"] = store.count("KIST_OVERHEAD")
+        out["runs"] = store.count(KIST_OVERHEAD)
         for name, query in _day_queries(store).items():
             t = time.perf_counter()
             query()
@@ -232,10 +235,10 @@ def day_bench(rate: float, hours: float, path: Path) -> dict[str, float]:
     return out
 
 
-def _day_queries(store: Any) -> dict[str, Callable[[], object]]:
+def _day_queries(store: Store) -> dict[str, Callable[[], object]]:
     """The report's panels, each as the aggregates answer it and (``raw_*``) as reading the
-    records does (what harness/report/load.py did: every record decoded in Python)."""
-    from harness.control.summary import summarize
+    records does (what harness/report/read.py does below its raw-records limit: every record decoded)."""
+    from harness.checks.arms import summarize
 
     def raw(kind: str, field: str) -> Callable[[], object]:
         return lambda: sum(1 for _c, r in store.records(kind) if r.data.get(field) is not None)
@@ -252,10 +255,10 @@ def _day_queries(store: Any) -> dict[str, Callable[[], object]]:
         "agg_queue_cells_per_minute_s": lambda: store.minute_series("qtime_cells"),
         "ab_summary_s": lambda: summarize(store, "day"),  # collect's final per-arm summary (SQL over records)
         "kinds_s": store.kinds,  # the report's store line: a count per kind
-        "first_kist_run_s": lambda: next(store.records("KIST_RUN"), None),  # its interval marker
-        "raw_goodput_s": raw("BW", "written"),
-        "raw_overhead_s": raw("KIST_OVERHEAD", "sockets"),
-        "raw_queue_time_s": raw("KIST_QTIME", "cells"),
+        "first_kist_run_s": lambda: queries.interval_ms(store),  # the queue-time figure's marker
+        "raw_goodput_s": raw(BW, "written"),
+        "raw_overhead_s": raw(KIST_OVERHEAD, "sockets"),
+        "raw_queue_time_s": raw(KIST_QTIME, "cells"),
     }
 
 
@@ -272,6 +275,13 @@ def _run_config(kind: str, workers: int, args: argparse.Namespace) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith("--fleet"):  # many relays into one store: its own benchmark
+        from harness.control import fleetbench
+
+        sizes = argv[0].partition("=")[2] or (argv[1] if len(argv) > 1 else "10,50")
+        rest = argv[1:] if "=" in argv[0] else argv[2:]
+        return fleetbench.main(["--relays", sizes, *rest])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=20000)
     p.add_argument("--workers", default="0,1,2")

@@ -18,12 +18,13 @@ from typing import Any
 from harness.control.abtest import Schedule, Slot, Switcher
 from harness.control.auth import Credentials, authenticate
 from harness.control.buffer import EventBuffer
-from harness.control.records import Context, Kind, Record
 from harness.control.session import detect, make_controller, subscribe
-from harness.control.store import Store
 from harness.control.transport import Transport
 from harness.control.writer import OwnRecord, RawEvent, StoreWriter
 from harness.errors import HarnessError, StepError
+from harness.store.db import Store
+from harness.store.records import BW, Context, Kind, Record
+from harness.store.typed import Gap, Session
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,10 @@ class Collector:
                               len(message.raw_content(get_bytes=True)))
 
     def _record(self, kind: str, data: dict[str, Any], ts: float | None = None) -> None:
-        self.buffer.put_record(OwnRecord(self._ctx, Record(kind, time.time() if ts is None else ts, data)))
+        self._put(Record(kind, time.time() if ts is None else ts, data))
+
+    def _put(self, record: Record) -> None:
+        self.buffer.put_record(OwnRecord(self._ctx, record))
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish (signal handlers call this; it only sets a flag)."""
@@ -146,7 +150,7 @@ class Collector:
             log.info("%s unavailable: %s", name, why)
         self._last_event = time.monotonic()
         self._stalled = ""
-        self._heartbeat = "BW" in accepted  # tor sends BW every second: silence means trouble
+        self._heartbeat = BW in accepted  # tor sends BW every second: silence means trouble
         self._controller = controller
         log.info("collecting from %s: tor %s, relay %s, events %s", self.transport.describe(),
                  self._ctx.tor_version, self._ctx.fingerprint, " ".join(accepted))
@@ -178,15 +182,12 @@ class Collector:
                 delay = min(delay * 2, self.config.backoff_max_s)
                 continue
             end = time.time()
-            self._record(Kind.GAP, {"start": gap_start, "end": end, "seconds": end - gap_start,
-                                    "reason": reason}, ts=gap_start)
+            self._put(Gap(gap_start, end, reason).record())
             self.progress.connected = True
             log.info("reconnected after %.1f s", end - gap_start)
             return True
         end = time.time()
-        self._record(Kind.GAP, {"start": gap_start, "end": end, "seconds": end - gap_start,
-                                "reason": reason, "open": True, "last_error": last_error},
-                     ts=gap_start)
+        self._put(Gap(gap_start, end, reason, open=True, last_error=last_error).record())
         return False
 
     def _watchdog(self, done: threading.Event) -> None:
@@ -266,8 +267,7 @@ class Collector:
                                     name="kist-watchdog", daemon=True)
         try:
             watchdog.start()
-            self._record(Kind.SESSION, {**(session or {}), "run_id": cfg.run_id,
-                                        "control": self.transport.describe()})
+            self._put(Session(cfg.run_id, self.transport.describe(), session or {}).record(time.time()))
             log.info("run %s from %s: %s %s", cfg.run_id, self.transport.describe(), cfg, session or "")
             self._connect()
             self.progress.connected = True
@@ -280,7 +280,13 @@ class Collector:
                 if deadline is not None and now >= deadline:
                     break
                 if self.writer.failure is not None:
-                    raise StepError(f"the store writer failed: {self.writer.failure}")
+                    # stop, and say what is kept and what is not: a full disk must not look like a crash
+                    lost = self.writer.unsaved + len(self.buffer) + self.buffer.shed
+                    raise StepError(
+                        f"the store writer failed: {self.writer.failure}. The {self.writer.stored} records "
+                        f"committed before it are kept (each commit is one transaction); {lost} received "
+                        "items were not stored. Free space for the store (or give another --out) and collect "
+                        "again: a collection appends to an existing store.")
                 if not self._controller.is_alive():
                     self._disconnect()
                     reason = self._stalled or "tor closed the control connection"

@@ -22,14 +22,22 @@ import stem
 import stem.response
 import stem.response.events as stem_events
 
-from harness.control.aggregates import run_fields
-from harness.control.records import Record, error_record
+from harness.store.aggregates import run_fields
+from harness.store.records import (
+    BW,
+    KIST_KQTIME,
+    KIST_OVERHEAD,
+    KIST_QTIME,
+    KIST_RUN,
+    Record,
+    error_record,
+)
 
 log = logging.getLogger(__name__)
 
 # Standard events the collector always asks for, and those tor only emits in testing
 # networks (TestingEnableConnBwEvent / TestingEnableCellStatsEvent; CIRC_BW needs nothing).
-STANDARD_EVENTS = ("BW", "ORCONN", "CIRC")
+STANDARD_EVENTS = (BW, "ORCONN", "CIRC")
 OPTIONAL_EVENTS = ("CONN_BW", "CIRC_BW", "CELL_STATS")
 # GETCONF option that must be 1 for tor to emit the event at all.
 EVENT_ENABLING_OPTION = {"CONN_BW": "TestingEnableConnBwEvent",
@@ -146,14 +154,12 @@ def kist_run_payload(message: stem.response.ControlMessage) -> str | None:
     return None
 
 
-KIST_RUN = "KIST_RUN"
 CUSTOM_EVENTS: dict[str, type[stem_events.Event]] = {KIST_RUN: KistRunEvent}
 # The patch's events a collector asks for only on request: their volume grows with traffic.
 OPT_IN_EVENTS: dict[str, type[stem_events.Event]] = {}
 stem_events.EVENT_TYPE_TO_CLASS[KIST_RUN] = KistRunEvent
 
 # docs/control-events.md, 4.1.y: what one scheduler run cost (the paper's section 5.2)
-KIST_OVERHEAD = "KIST_OVERHEAD"
 KistOverheadEvent = define_kv_event(KIST_OVERHEAD, {
     "RUN": ("run", "int"), "SCHED": ("sched", "str"), "T0": ("t0_ns", "int"),
     "PENDING": ("pending", "int"), "SOCKETS": ("sockets", "int"), "SOCKNS": ("sock_ns", "int"),
@@ -162,13 +168,11 @@ KistOverheadEvent = define_kv_event(KIST_OVERHEAD, {
 
 # docs/control-events.md, 4.1.z: Tor queue time of each cell one run flushed. About 30 bytes
 # per forwarded cell: opt-in, so a relay left collecting for days does not fill its disk.
-KIST_QTIME = "KIST_QTIME"
 KistQtimeEvent = define_kv_event(KIST_QTIME, {
     "RUN": ("run", "int"), "SCHED": ("sched", "str"), "T0": ("t0_ns", "int"), "N": ("n", "int"),
     "CELLS": ("cells", "str")}, by_default=False)
 
 # docs/control-events.md, 4.1.w: kernel queue time of a sampled write (SO_TIMESTAMPING).
-KIST_KQTIME = "KIST_KQTIME"
 KistKqtimeEvent = define_kv_event(KIST_KQTIME, {
     "CHAN": ("chan", "int"), "T": ("t_ns", "int"), "BYTES": ("bytes", "int"),
     "SCHEDNS": ("sched_ns", "int?"), "SNDNS": ("snd_ns", "int?")}, by_default=False)

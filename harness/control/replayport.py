@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from harness.store.records import KIST_OVERHEAD, KIST_RUN
+
 log = logging.getLogger(__name__)
 
 STANDARD_NAMES = ("CIRC", "STREAM", "ORCONN", "BW", "CONF_CHANGED", "CIRC_BW", "CONN_BW",
@@ -29,8 +31,8 @@ class ReplaySpec:
     lines: Sequence[str]                   # wire lines ("650 KIST_RUN ...") sent in order
     repeat: int = 1                        # send the list this many times (no copies made)
     rate: float | None = None              # events per second; None = as fast as possible
-    stream_event: str = "KIST_RUN"
-    extra_events: tuple[str, ...] = ("KIST_RUN", "KIST_OVERHEAD")  # a patched tor's
+    stream_event: str = KIST_RUN
+    extra_events: tuple[str, ...] = (KIST_RUN, KIST_OVERHEAD)  # a patched tor's
     info: dict[str, str] = field(default_factory=lambda: {
         "version": "0.4.9.11 (git-0000000000000000)", "fingerprint": "A" * 40,
         "traffic/read": "0", "traffic/written": "0", "uptime": "1", "consensus/params": ""})

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.control.aggregates import summarize_payloads
 from harness.control.buffer import EventBuffer
-from harness.control.events import KIST_RUN, kist_run_payload, to_record
-from harness.control.records import Context, Kind, Record, error_record
-from harness.control.store import Store
+from harness.control.events import kist_run_payload, to_record
+from harness.store.aggregates import summarize_payloads
+from harness.store.db import Store
+from harness.store.records import KIST_RUN, Context, Kind, Record, error_record
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,20 @@ class OwnRecord:
     record: Record
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     """In each parse worker: leave Ctrl-C to the collector, and exit when it is gone.
 
     A collector killed with SIGKILL cannot shut its pool down; without the watch, the
-    workers would wait on their queue for ever.
+    workers would wait on their queue for ever. The collector's pid is passed in rather
+    than read here: a collector killed while the worker was still starting (spawn takes a
+    second) has already been replaced as the parent, and the worker would watch init.
     """
     import os
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    if os.getppid() != parent:
+        os._exit(0)
 
     def watch() -> None:
         while True:
@@ -85,6 +88,7 @@ class StoreWriter:
         self.errors = 0        # malformed events stored as ERROR records
         self.events = 0        # events parsed
         self.failure: BaseException | None = None
+        self.unsaved = 0       # items of the batch being committed (not stored if it fails)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="kist-store-writer", daemon=True)
         self._behind_logged = 0.0
@@ -95,11 +99,12 @@ class StoreWriter:
         if self.parse_workers > 0:
             import concurrent.futures
             import multiprocessing
+            import os
 
             # spawn, not fork: forking a process with stem's threads running is unsafe
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.parse_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init)
+                initializer=_worker_init, initargs=(os.getpid(),))
         self._thread.start()
         return self
 
@@ -172,7 +177,9 @@ class StoreWriter:
                     stopping = self._stop.wait(min(left, COLLECT_NAP_S))
                     batch.extend(self.buffer.get_batch(self.batch_max - len(batch), 0, BATCH_BYTES))
                 if batch:
+                    self.unsaved = len(batch)  # what a failing commit leaves unstored
                     self.stored += self.store.write_batch(self._convert(batch))
+                    self.unsaved = 0
                     if self.on_commit:
                         self.on_commit(self.stored)
                     self._report_lag()

@@ -13,14 +13,14 @@ import contextlib
 import importlib
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from harness import images
 from harness.config import Binary, Network, Role
 from harness.errors import StepError
+from harness.network import images, linkapply, linkemu
 from harness.network import shaping as shaping_mod
 from harness.network.backend import Backend
 from harness.network.keys import Keys
@@ -80,11 +80,8 @@ def _free_subnet(client: Any) -> ipaddress.IPv4Network:
                     "(kist-harness net down --force)")
 
 
-def _remove(client: Any, label: str) -> list[str]:
-    errors = _sdk().errors
-    APIError, NotFound = errors.APIError, errors.NotFound  # noqa: N806
-
-    done = []
+def _remove_containers(client: Any, label: str) -> list[str]:
+    NotFound = _sdk().errors.NotFound  # noqa: N806
     containers = client.containers.list(all=True, filters={"label": label})
 
     def rm(c: Any) -> str:
@@ -93,7 +90,14 @@ def _remove(client: Any, label: str) -> list[str]:
         return f"removed container {c.name}"
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        done += list(pool.map(rm, containers))
+        return list(pool.map(rm, containers))
+
+
+def _remove(client: Any, label: str) -> list[str]:
+    errors = _sdk().errors
+    APIError, NotFound = errors.APIError, errors.NotFound  # noqa: N806
+
+    done = _remove_containers(client, label)
     for net in client.networks.list(filters={"label": label}):
         try:
             net.remove()
@@ -126,9 +130,14 @@ def leftovers(run_id: str | None = None) -> list[str]:
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self) -> None:
+    def __init__(self, containers: Callable[[str], Any] | None = None) -> None:
+        """containers: looks a container up by name (default: the engine's); tests pass
+        stand-ins that record each exec."""
         self._client: Any = None
         self._run_label = ""
+        self._containers = containers
+        self._links_plan: linkapply.LinksPlan | None = None
+        self._links: linkemu.DelayLineHandle | None = None
 
     @property
     def client(self) -> Any:
@@ -143,6 +152,7 @@ class DockerBackend(Backend):
         return Layout(run_dir, PORTS, tuple((n, str(hosts[i])) for i, n in enumerate(names)))
 
     def plan_shaping(self, net: Network) -> tuple[ShapingInForce, ...]:
+        self._links_plan = linkapply.check(net, self.name)  # [links]: refused here if the host cannot
         wanted = [(n.name, n.shaping) for n in net.nodes] + [(s.name, s.shaping) for s in net.fileservers]
         wanted = [(name, s) for name, s in wanted if s.requested]
         if not wanted:
@@ -166,7 +176,8 @@ class DockerBackend(Backend):
         gateway = str(next(iter(self._subnet.hosts())))
         types = importlib.import_module("docker.types")
         ipam = types.IPAMConfig(pool_configs=[types.IPAMPool(subnet=str(self._subnet), gateway=gateway)])
-        self.client.networks.create(net_name, driver="bridge", ipam=ipam, labels=labels)
+        dnet = self.client.networks.create(net_name, driver="bridge", ipam=ipam, labels=labels)
+        self._links = linkapply.start_docker(net, layout, run_id, self._links_plan, f"br-{dnet.id[:12]}")
         in_image = {Binary.PATCHED: images.PATCHED_IN_IMAGE, Binary.STOCK: images.STOCK_IN_IMAGE}
         p = layout.ports
 
@@ -174,6 +185,7 @@ class DockerBackend(Backend):
             cont = self.client.containers.run(
                 image, command, name=f"kist-{run_id}-{name}", hostname=name, detach=True, labels=labels,
                 cap_add=["NET_ADMIN"],  # tc and iptables inside the node's own namespace
+                sysctls=linkapply.sysctls(self._links_plan) or None,  # [links] congestion = ...
                 volumes={str(layout.run_dir): {"bind": str(layout.run_dir), "mode": "rw"}},
                 network=net_name,
                 networking_config={net_name: self.client.api.create_endpoint_config(
@@ -200,15 +212,27 @@ class DockerBackend(Backend):
         return RunningNetwork(net.name, run_id, self.name, layout.run_dir, net.source, nodes, servers,
                               shaping, docker_network=net_name)
 
-    def _apply_shaping(self, container: str, sh: ShapingInForce) -> None:
-        cont = self.client.containers.get(container)
-        for argv in shaping_mod.commands(sh):
+    def _container(self, name: str) -> Any:
+        return (self._containers or self.client.containers.get)(name)
+
+    def _exec_shaping(self, container: str, node: str, argvs: list[list[str]]) -> None:
+        cont = self._container(container)
+        for argv in argvs:
             code, out = cont.exec_run(argv)
-            if code != 0:
-                raise StepError(f"shaping {sh.node} failed: `{' '.join(argv)}` exited {code} in {container}:\n"
+            if code != 0 and argv not in shaping_mod.RESET:  # a reset of what is not there fails harmlessly
+                raise StepError(f"shaping {node} failed: `{' '.join(argv)}` exited {code} in {container}:\n"
                                 f"{out.decode(errors='replace')[-1500:]}")
+
+    def _apply_shaping(self, container: str, sh: ShapingInForce) -> None:
+        self._exec_shaping(container, sh.node, shaping_mod.commands(sh))
         log.info("%s: shaping in force: rate %s Mbit/s, loss %s%%, latency %s ms", sh.node, sh.rate_mbit,
                  sh.loss_percent, sh.latency_ms)
+
+    def reshape(self, running: RunningNetwork, node: NodeInfo, shaping: ShapingInForce | None) -> None:
+        if not node.container:
+            raise StepError(f"{node.name} of network {running.name} has no container to shape")
+        self._exec_shaping(node.container, node.name,
+                           [*shaping_mod.RESET, *(shaping_mod.commands(shaping) if shaping is not None else [])])
 
     def dead(self, running: RunningNetwork) -> list[str]:
         flt = {"label": f"{RUN_LABEL}={running.run_id}"}
@@ -216,10 +240,16 @@ class DockerBackend(Backend):
         members = [(n.name, n.container) for n in running.nodes] + [(s.name, s.container) for s in running.servers]
         return [name for name, cont in members if cont and status.get(cont) != "running"]
 
-    def stop(self) -> None:
-        if self._run_label and self._client is not None:
-            _remove(self._client, self._run_label)
+    # removes every object of the engine with a label; the Swarm backend's also removes services
+    remove_by_label = staticmethod(_remove)
 
-    @staticmethod
-    def teardown(running: RunningNetwork) -> list[str]:
-        return _remove(_client(), f"{RUN_LABEL}={running.run_id}")
+    def stop(self) -> None:
+        if self._links is not None:
+            linkemu.stop(self._links)
+            self._links = None
+        if self._run_label and self._client is not None:
+            self.remove_by_label(self._client, self._run_label)
+
+    @classmethod
+    def teardown(cls, running: RunningNetwork) -> list[str]:
+        return linkemu.stop_all(running.run_dir) + cls.remove_by_label(_client(), f"{RUN_LABEL}={running.run_id}")

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from harness import host
 from harness.config import Binary, Network
 from harness.errors import InputError, StepError
 from harness.network import ready
@@ -50,6 +51,9 @@ def resolve_binaries(net: Network, patched: Path | None) -> dict[Binary, Path]:
 def start(net: Network, backend: str = "local", patched: Path | None = None,
           progress: ready.Progress | None = None, persist: bool = False) -> RunningNetwork:
     """Start the network and return once every node is bootstrapped and circuits carry data."""
+    host.require("network")  # tor-gencert, ip, iptables: installed as `host setup` does, or named
+    if backend in ("docker", "swarm"):
+        host.require("docker")
     binaries = resolve_binaries(net, patched)
     impl = get_backend(backend)
     shaping = impl.plan_shaping(net)  # refuse impossible shaping before anything starts
@@ -60,6 +64,7 @@ def start(net: Network, backend: str = "local", patched: Path | None = None,
     handle: RunningNetwork | None = None
     try:
         t0 = time.monotonic()
+        impl.begin(run_id, binaries)
         layout = impl.make_layout(net, run_dir)
         keys = prepare(net, layout)
         t1 = time.monotonic()

@@ -15,16 +15,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from harness import traffic
 from harness.config import Binary, Network
 from harness.errors import InputError, StepError
+from harness.network import linkapply, linkemu
 from harness.network.backend import Backend
 from harness.network.keys import Keys
 from harness.network.layout import Layout, Ports, all_names
 from harness.network.running import NodeInfo, RunningNetwork, ServerInfo, ShapingInForce
+from harness.proc import spawn
+from harness.traffic import clients
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,10 @@ class LocalBackend(Backend):
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._marker = ""
+        self._links_plan: linkapply.LinksPlan | None = None
+        self._links: linkemu.DelayLineHandle | None = None
+        self._links_cgroup: dict[str, Callable[[], None]] = {}
+        self._run_id = ""
 
     def make_layout(self, net: Network, run_dir: Path) -> Layout:
         self._marker = str(run_dir)  # from here on, a cleanup can sweep by the run directory
@@ -123,6 +129,7 @@ class LocalBackend(Backend):
         return Layout(run_dir, pick_ports(ips), tuple(zip(names, ips, strict=True)))
 
     def plan_shaping(self, net: Network) -> tuple[ShapingInForce, ...]:
+        self._links_plan = linkapply.check(net, self.name)  # [links]: refused here if the host cannot
         plans = []
         for name, shaping in [(n.name, n.shaping) for n in net.nodes] + [(s.name, s.shaping) for s in net.fileservers]:
             if not shaping.requested:
@@ -141,8 +148,9 @@ class LocalBackend(Backend):
     def _spawn(self, name: str, argv: list[str], cwd: Path) -> int:
         out = (cwd / "stdout.log").open("ab")
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=cwd, start_new_session=True)  # Ctrl-C goes to us, we stop them
+            proc = spawn(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         cwd=cwd, start_new_session=True,  # Ctrl-C goes to us, we stop them
+                         preexec_fn=self._links_cgroup.get(name))  # [links]: the node's cgroup
         finally:
             out.close()
         self._procs[name] = proc
@@ -151,11 +159,18 @@ class LocalBackend(Backend):
     def start(self, net: Network, layout: Layout, keys: Mapping[str, Keys], binaries: Mapping[Binary, Path],
               run_id: str, shaping: tuple[ShapingInForce, ...]) -> RunningNetwork:
         self._marker = str(layout.run_dir)
+        self._run_id = run_id
+        self._links = linkapply.start_local(net, layout, run_id, self._links_plan)  # before tor: bootstrap too
+        if self._links is not None:
+            root = linkapply.cgroup_root()
+            assert root is not None
+            self._links_cgroup = {n: linkapply.enter_cgroup(root / linkapply.node_cgroup(run_id, n))
+                                  for n, _ in layout.ips}
         p = layout.ports
         servers = []
         for s in net.fileservers:
             ip = layout.ip(s.name)
-            pid = self._spawn(s.name, [sys.executable, str(Path(traffic.__file__)), "serve", "--bind", ip,
+            pid = self._spawn(s.name, [sys.executable, str(Path(clients.__file__)), "serve", "--bind", ip,
                                        "--port", str(p.http_port), "--run-dir", str(layout.run_dir)],
                               layout.node_dir(s.name))
             servers.append(ServerInfo(s.name, ip, p.http_port, pid=pid))
@@ -176,9 +191,13 @@ class LocalBackend(Backend):
     def dead(self, running: RunningNetwork) -> list[str]:
         marker = str(running.run_dir)
         members = [(n.name, n.pid) for n in running.nodes] + [(s.name, s.pid) for s in running.servers]
-        return [name for name, pid in members if pid and not _pid_alive(pid, marker)]
+        return [name for name, pid in members if pid and not _pid_alive(pid, marker)] + \
+            linkemu.dead_lines(running.run_dir)
 
     def stop(self) -> None:
+        if self._links is not None:
+            linkemu.stop(self._links)  # its rules first, while the delay line still holds packets
+            self._links = None
         _stop_pids({n: p.pid for n, p in self._procs.items()}, self._marker)
         for proc in self._procs.values():
             try:
@@ -186,9 +205,13 @@ class LocalBackend(Backend):
             except subprocess.TimeoutExpired:
                 log.warning("pid %d did not exit", proc.pid)
         self._procs.clear()
+        if self._links_cgroup:
+            linkapply.remove_cgroups(self._run_id)
+            self._links_cgroup = {}
 
     @staticmethod
     def teardown(running: RunningNetwork) -> list[str]:
         members = [(n.name, n.pid) for n in running.nodes] + [(s.name, s.pid) for s in running.servers]
         pids = {name: pid for name, pid in members if pid}
-        return _stop_pids(pids, str(running.run_dir))
+        links = linkemu.stop_all(running.run_dir)
+        return links + _stop_pids(pids, str(running.run_dir)) + linkapply.remove_cgroups(running.run_id)

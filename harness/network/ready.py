@@ -15,10 +15,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from harness import traffic
 from harness.config import Role
 from harness.errors import StepError
 from harness.network.running import NodeInfo, RunningNetwork
+from harness.traffic import clients as traffic_clients
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +168,13 @@ def verify_circuits(running: RunningNetwork, timeout_s: float, dead: Liveness) -
                 raise StepError(f"network {running.name}: no data through Tor from {server.name} for "
                                 f"{', '.join(c.name for c in pending)} within {timeout_s:.0f} s; last error: "
                                 f"{last_error}\n{pending[0].name}, last log lines:\n{log_tail(pending[0])}")
-            futures = {c.name: pool.submit(traffic.fetch, c.socks, (server.host, server.port), VERIFY_SIZE,
+            futures = {c.name: pool.submit(traffic_clients.fetch, c.socks, (server.host, server.port), VERIFY_SIZE,
                                            client=c.name, profile="verify", timeout=min(15.0, max(left, 1.0)))
                        for c in pending if c.socks}
             results = {name: f.result() for name, f in futures.items()}
             for c in list(pending):
                 r = results[c.name]
-                if r.outcome == traffic.Outcome.OK.value:
+                if r.outcome == traffic_clients.Outcome.OK.value:
                     log.info("%s fetched %d bytes via Tor: TTFB %.3f s, TTLB %.3f s", c.name, r.size,
                              r.ttfb_s or 0, r.ttlb_s or 0)
                     pending.remove(c)

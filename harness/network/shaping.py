@@ -89,6 +89,11 @@ def tbf_burst_bytes(rate_mbit: float) -> int:
     return max(15_000, int(rate_mbit * 1e6 / 8 * 0.010))
 
 
+# argv lists removing whatever ``commands`` put in force on eth0 (re-shaping starts with
+# them; removing what is not there fails, harmlessly)
+RESET: tuple[list[str], ...] = (["tc", "qdisc", "del", "dev", "eth0", "root"], ["iptables", "-F", "OUTPUT"])
+
+
 def commands(s: ShapingInForce, dev: str = "eth0") -> list[list[str]]:
     """argv lists that put s in force on dev's egress, to run inside the node's namespace."""
     cmds: list[list[str]] = []

@@ -129,6 +129,10 @@ def _relay_lines(net: Network, node: Node, layout: Layout, keys: Mapping[str, Ke
                 f"BandwidthRate {node.bandwidth_rate_kib} KBytes"]
         burst = node.bandwidth_burst_kib or node.bandwidth_rate_kib
         out.append(f"BandwidthBurst {burst} KBytes")
+    if node.constrained_sock_kib is not None:
+        out += ["# Fixed, small socket buffers instead of the kernel's autotuning (constrained_sock_kib).",
+                "ConstrainedSockets 1",
+                f"ConstrainedSockSize {node.constrained_sock_kib} KBytes"]
     if node.role is Role.EXIT:
         out += ["# An exit that may reach the network's own file servers (private addresses).",
                 "ExitRelay 1",
@@ -161,4 +165,5 @@ def _authority_lines(net: Network, keys: Mapping[str, Keys]) -> list[str]:
         "# Every relay is on one machine: count them all as reachable at once.",
         "TestingMinExitFlagThreshold 0",
         "TestingMinFastFlagThreshold 0",
-    ]
+    ] + ([f"ConsensusParams {' '.join(f'{k}={v}' for k, v in net.consensus_params)}"]
+         if net.consensus_params else [])

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from harness.control.events import KIST_RUN
 from harness.errors import CommandFailed, InputError, StepError
 from harness.remote.fragment import Settings, check, release_files, release_id
 from harness.remote.inventory import Permission, RunMode
 from harness.remote.ssh import Session
+from harness.signals import deferred, raise_if_stopped
+from harness.store.records import KIST_RUN
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,16 @@ def _run_switch(session: Session, *args: str) -> dict[str, str]:
     """Run kist-switch detached on the host, wait for it, return the new state."""
     d = session.host.install_dir
     cmd = " ".join(shlex.quote(a) for a in args)
-    pid = session.run(f"cd '{d}' && setsid nohup sh ./kist-switch {cmd} > switch.log 2>&1 "
-                      "< /dev/null & echo $!").stdout.strip()
-    deadline = time.monotonic() + 2 * min(session.host.verify_timeout_s, 120) + 60
-    while session.run(f"kill -0 {pid} 2>/dev/null", check=False).ok:
-        if time.monotonic() > deadline:
-            raise StepError(f"{session.host.describe()}: kist-switch {cmd} still running after "
-                            f"its deadline; see {d}/switch.log on the host.")
-        time.sleep(POLL_S)
-    state = read_state(session)
+    with deferred():  # a signal now waits for the switch's end: its state must be known
+        pid = session.run(f"cd '{d}' && setsid nohup sh ./kist-switch {cmd} > switch.log 2>&1 "
+                          "< /dev/null & echo $!").stdout.strip()
+        deadline = time.monotonic() + 2 * min(session.host.verify_timeout_s, 120) + 60
+        while session.run(f"kill -0 {pid} 2>/dev/null", check=False).ok:
+            if time.monotonic() > deadline:
+                raise StepError(f"{session.host.describe()}: kist-switch {cmd} still running after "
+                                f"its deadline; see {d}/switch.log on the host.")
+            time.sleep(POLL_S)
+        state = read_state(session)
     log.info("%s: kist-switch %s -> %s", session.host.name, cmd, state)
     return state
 
@@ -246,9 +248,10 @@ def push_source(session: Session, tarball: Path, patches: list[Path], settings: 
                     timeout=host.build_timeout_s)
         built = (work / "src" / "src" / "app" / "tor")
         data = session.run(f"base64 -w0 '{built}'", quiet=True).stdout
-    except StepError:
+    except (StepError, KeyboardInterrupt):  # a signal (harness.signals) cleans up as a failure does
         session.run(f"rm -rf '{work}'", check=False)
-        log.error("%s: the build failed; nothing was switched, the running tor is unchanged", host.name)
+        log.error("%s: the build did not finish; nothing was switched, the running tor is unchanged",
+                  host.name)
         raise
     import base64
 
@@ -282,7 +285,9 @@ def _activate(session: Session, release: Release) -> Outcome:
         log.info("%s: release %s is already running; verifying it", host.name, release.id)
     else:
         state = _run_switch(session, "activate", release.id)
-        if "busy: pid" in _switch_log(session):
+        with deferred():  # until verify's own rollback covers it, a signal must not land here
+            busy = "busy: pid" in _switch_log(session)
+        if busy:
             raise StepError(f"{host.describe()}: another deploy is switching this host right now; "
                             "nothing was changed by this one. Retry when it has finished.")
     if state.get("phase") not in {"active", "verified"} or state.get("current") != release.id:
@@ -291,10 +296,15 @@ def _activate(session: Session, release: Release) -> Outcome:
                         f"(phase {state.get('phase', '?')}).\n--- switch log ---\n{_switch_log(session)}")
     try:
         result = verify(session, release)
-    except StepError as exc:
+    except (StepError, KeyboardInterrupt) as exc:
         # back to the release it replaced, and `previous` back to what it named before, so
-        # a later `deploy rollback` never brings the release that just failed back
+        # a later `deploy rollback` never brings the release that just failed back; a
+        # signal during verification (harness.signals) is treated as a failed verification
         after = _run_switch(session, "abandon", release.id)
+        if isinstance(exc, KeyboardInterrupt):
+            log.error("%s: stopped while verifying release %s; rolled back to %s", host.name,
+                      release.id, after.get("current", "?"))
+            raise
         raise StepError(f"{host.describe()}: verification of release {release.id} failed: {exc}\n"
                         f"rolled back automatically: the host is on {after.get('current', '?')} "
                         f"(phase {after.get('phase', '?')}).") from exc
@@ -341,6 +351,7 @@ def verify(session: Session, release: Release) -> Verification:
             progress = _bootstrap(ctl)
             while host.require_bootstrap and progress < 100 and \
                     time.monotonic() < start + host.verify_timeout_s:
+                raise_if_stopped()  # each host runs in a thread of its own (ssh.on_hosts)
                 time.sleep(POLL_S)
                 progress = _bootstrap(ctl)
         except stem.ControllerError as exc:

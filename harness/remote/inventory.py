@@ -132,7 +132,10 @@ def locate(given: Path | None) -> Path:
 def load(path: Path) -> Inventory:
     """Read and validate an inventory file; InputError names file, table and field."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"inventory {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         "an inventory is a TOML file, see docs/remote.md.") from None
     except OSError as exc:
         raise InputError(f"inventory {path}: cannot read it ({exc.strerror}); "
                          "give an existing TOML file with --inventory.") from exc
@@ -197,7 +200,10 @@ def _host(name: str, raw: dict[str, Any], path: Path, base: Path) -> Host:
     for key in sorted(_LOCAL_FIELDS & raw.keys()):
         if not isinstance(raw[key], str) or not raw[key]:
             raise bad(key, "write a path to a file on this machine")
-        p = Path(raw[key]).expanduser()
+        try:
+            p = Path(raw[key]).expanduser()
+        except RuntimeError:  # ~user with no such user, or no home directory at all
+            raise bad(key, "its ~ names no home directory on this machine; write the full path") from None
         kw[key] = p if p.is_absolute() else base / p
     if "run" in raw:
         try:

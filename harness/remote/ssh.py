@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from harness.errors import CommandFailed, HarnessError, StepError
 from harness.proc import Result
 from harness.remote.inventory import Host
+from harness.signals import raise_if_stopped
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +143,15 @@ class Session:
                 elif chan.exit_status_ready() and chan.eof_received:
                     break
                 elif time.monotonic() - start > limit:
-                    tail = _tail(out.decode(errors="replace"), err.decode(errors="replace"))
+                    tail = Result((command,), -1, out.decode(errors="replace"), err.decode(errors="replace"),
+                                  time.monotonic() - start).tail()
                     raise CommandFailed(command, -1, f"timed out after {limit:.0f} s\n{tail}",
                                         where=self.host.describe())
                 elif not self.transport.is_active():
                     raise StepError(f"{self.host.describe()}: connection lost while running "
                                     f"{command!r}")
                 else:
+                    raise_if_stopped()  # a signal reached the main thread: stop this host too
                     time.sleep(POLL_S)
             code = chan.recv_exit_status()
         finally:
@@ -216,11 +219,6 @@ def _ssh_exception() -> type[Exception]:
     import paramiko
 
     return paramiko.SSHException
-
-
-def _tail(out: str, err: str, lines: int = 30) -> str:
-    text = (out + ("\n" if out and err else "") + err).rstrip()
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @contextmanager

@@ -13,6 +13,7 @@ reach a log line, an exception message or a record.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -89,6 +90,37 @@ class ControlTarget:
         return ControlTarget(port=int(m.group(2)))
 
 
+class _ChannelIO(io.RawIOBase):
+    """A paramiko channel as a raw binary stream, the way ``socket.SocketIO`` wraps a socket.
+
+    Why not ``Channel.makefile()``: paramiko's ``BufferedFile.__del__`` flushes again even
+    after ``close()``. When the file ends up in a reference cycle (stem's reader thread and
+    controller hold one), the garbage collector may finalize its inner ``BytesIO`` first,
+    and that second flush prints ``Exception ignored in BufferedFile.__del__ ...
+    ValueError: I/O operation on closed file`` when the process exits. The standard
+    library's buffered streams over this raw stream close idempotently instead.
+    Closing the stream leaves the channel open, as closing a socket's file does.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._channel.recv(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data: Any) -> int:
+        return int(self._channel.send(bytes(data)))
+
+
 class ChannelSocket:
     """The socket surface stem uses (makefile, shutdown, close) over a paramiko channel."""
 
@@ -96,7 +128,11 @@ class ChannelSocket:
         self.channel = channel
 
     def makefile(self, mode: str = "rwb", buffering: int = -1) -> Any:
-        return self.channel.makefile(mode, buffering)
+        if mode != "rwb":
+            raise ValueError(f"ChannelSocket.makefile supports mode 'rwb' only, not {mode!r}")
+        raw = _ChannelIO(self.channel)
+        size = buffering if buffering > 0 else io.DEFAULT_BUFFER_SIZE
+        return io.BufferedRWPair(raw, raw, size)  # as socket.makefile does for "rwb"
 
     def shutdown(self, how: int) -> None:
         self.channel.shutdown(how)

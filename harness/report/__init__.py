@@ -1,1 +1,2 @@
-"""The paper-style report: store -> ReportData (load.py) -> figures and pages (page.py)."""
+"""The paper-style report: store + check results -> ReportData (``read``, the records in
+``data``) -> figures (``figures``) and pages (``page``)."""

@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness.control.aggregates import Histogram
-from harness.report.model import Distribution
+from harness.report.data import Distribution
+from harness.store.aggregates import Histogram
 
 
 def _plt():  # type: ignore[no-untyped-def]

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.report import figures
-from harness.report.model import (
+from harness.experiments import claims as paper_claims
+from harness.outdir import replace_dir
+from harness.report import coverage_section, figures
+from harness.report.data import (
     PAPER_MEDIAN_PENDING,
     PAPER_US_PER_PENDING_SOCKET,
     Curve,
@@ -72,19 +74,42 @@ def _panel(title: str, fig: Path | None, curves: Mapping[str, Distribution], uni
     return _Panel(title, fig, tuple(rows), unit)
 
 
-def render(data: ReportData, outdir: Path, *, interval_ms: float | None = None) -> Rendered:
-    """Draw every panel the data supports and write index.html + summary.md into outdir."""
+@dataclass(frozen=True)
+class ClaimsSection:
+    """The claims table a report shows: the verdicts and a sentence on where they come from."""
+
+    verdicts: tuple[paper_claims.Verdict, ...]
+    note: str
+
+
+def single_network_claims(data: ReportData) -> ClaimsSection:
+    """The paper's claims judged on this one store. One network gives k = 1 per condition, so
+    no claim can get an interval (every row is inconclusive or no data); the row still shows
+    the network's numbers, and the note says where verdicts come from."""
+    from harness.experiments.results import from_report
+
+    verdicts = tuple(paper_claims.judge_all(from_report(data, "this-run")))
+    return ClaimsSection(verdicts, "One network (k = 1): no claim can be judged at 95 %; the numbers are this "
+                         "run's. Verdicts across independently sampled networks come from `kist-harness run "
+                         "paper` (its report: OUT/report/index.html).")
+
+
+def render(data: ReportData, outdir: Path, *, interval_ms: float | None = None,
+           claims: ClaimsSection | None = None) -> Rendered:
+    """Draw every panel the data supports and write index.html + summary.md into outdir.
+
+    ``claims``: the paper's claims table to show (the grid passes its verdicts across
+    networks); by default the claims are judged on this store alone (single_network_claims)."""
     outdir = outdir.resolve()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
-        panels = _draw(data, tmp, interval_ms)
-        md = _markdown(data, panels)
+        panels = _draw(data, tmp, interval_ms if interval_ms is not None else data.interval_ms)
+        section = claims if claims is not None else single_network_claims(data)
+        md = _markdown(data, panels, section)
         (tmp / "summary.md").write_text(md)
-        (tmp / "index.html").write_text(_html(data, panels))
-        if outdir.exists():
-            shutil.rmtree(outdir)
-        tmp.rename(outdir)
+        (tmp / "index.html").write_text(_html(data, panels, section))
+        replace_dir(tmp, outdir, "kist-harness report")  # only an earlier report is replaced
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,9 +161,10 @@ def _variant_tables(data: ReportData) -> list[tuple[str, tuple[str, ...], list[t
     out: list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]] = []
     if data.variants:
         rows: list[tuple[str, ...]] = [
-            (v.name, v.describe or "–", *(("–", "–") if v.skipped else (_fmt(v.duration_s or math.nan),
-                                                                        _fmt(v.period_s or math.nan))),
-             str(v.unattributed), v.skipped or "ran") for v in data.variants]
+            (v.name, v.phase.describe or "–",
+             *(("–", "–") if v.phase.skipped else (_fmt(v.phase.duration_s or math.nan),
+                                                   _fmt(v.phase.period_s or math.nan))),
+             str(v.unattributed), v.phase.skipped or "ran") for v in data.variants]
         out.append(("Variants", ("variant", "condition", "traffic (s)", "arm period (s)",
                                  "downloads across a switch (not attributed)", "status"), rows))
     arm = arm_rows(data)
@@ -161,12 +187,14 @@ def _diff_lines(data: ReportData) -> list[str]:
         return ["No differential check in this report (no KIST run records in the store)."]
     lines = [
         f"Runs replayed: {diff.runs:,}; decisions checked: {diff.decisions:,}; "
-        f"divergences from the faithful model: {len(diff.divergences)}.",
+        f"divergences from {diff.judged_by}: {len(diff.divergences)}.",
     ]
     if diff.ideal_cells:
         lines.append(f"Distance from the paper's ideal algorithm: {diff.ideal_cells_better_waiting:,} of "
                      f"{diff.ideal_cells:,} cells ({diff.ideal_share:.1%}) were sent while a better-priority "
                      "circuit waited on another channel.")
+    if diff.coverage is not None:
+        lines += diff.coverage.head()
     for v in diff.invariant_violations:
         lines.append(f"Invariant violated: {v}")
     for dv in diff.divergences[:20]:
@@ -186,12 +214,19 @@ def _overhead_line(data: ReportData) -> str | None:
             f"{_fmt(med)} pending sockets per run (paper: {PAPER_MEDIAN_PENDING}).")
 
 
+# the claims table: words, left-aligned; the verdict cell coloured by its outcome
+CLAIMS_CSS = ("table.claims td{text-align:left;vertical-align:top;max-width:28em;}"
+              "tr.reproduced td:nth-child(2){background:#d8f0d8;} tr.refuted td:nth-child(2){background:#f4d4d4;}"
+              "tr.inconclusive td:nth-child(2){background:#f4ecd0;} tr.no-data td:nth-child(2){color:#888;}")
+
 _HEAD = ("curve", "n", "median", "q1", "q3", "p90", "max")
 
 
-def _markdown(data: ReportData, panels: list[_Panel]) -> str:
+def _markdown(data: ReportData, panels: list[_Panel], claims: ClaimsSection) -> str:
     out = [f"# {data.title}", "", "## Differential check", ""]
     out += [f"- {line}" for line in _diff_lines(data)]
+    out += coverage_section.markdown(data.diff)
+    out += ["", "## The paper's claims", "", claims.note, "", paper_claims.markdown_table(claims.verdicts).rstrip()]
     overhead = _overhead_line(data)
     if overhead:
         out += ["", overhead]
@@ -211,7 +246,7 @@ def _markdown(data: ReportData, panels: list[_Panel]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _html(data: ReportData, panels: list[_Panel]) -> str:
+def _html(data: ReportData, panels: list[_Panel], claims: ClaimsSection) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(data.title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;}"
@@ -219,11 +254,14 @@ def _html(data: ReportData, panels: list[_Panel]) -> str:
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;}"
              "td:first-child,th:first-child{text-align:left;} .panel{display:inline-block;"
              "vertical-align:top;margin:0 1em 1em 0;} .bad{color:#b00;} table.words td:last-child{text-align:left;}"
+             + CLAIMS_CSS +
              "</style></head><body>",
              f"<h1>{e(data.title)}</h1>", "<h2>Differential check</h2><ul>"]
     bad = bool(data.diff and data.diff.divergences)
     parts += [f"<li{' class=bad' if bad else ''}>{e(line)}</li>" for line in _diff_lines(data)]
     parts.append("</ul>")
+    parts += coverage_section.html(data.diff)
+    parts += ["<h2>The paper's claims</h2>", f"<p>{e(claims.note)}</p>", paper_claims.html_table(claims.verdicts)]
     overhead = _overhead_line(data)
     if overhead:
         parts.append(f"<p>{e(overhead)}</p>")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import scenario_path
-from harness.runjob import RunConfig, RunOutcome, run
+from harness.run.job import RunConfig, RunOutcome, run
 
 pytestmark = pytest.mark.differential
 
@@ -50,6 +50,16 @@ def test_every_recorded_decision_matches_the_faithful_model(live: RunOutcome) ->
     assert live.divergences == 0
     assert live.runs > 100 and live.decisions >= 10_000
     assert not (live.out / "divergences").exists()
+
+
+def test_the_replay_measures_which_model_branches_the_runs_took(live: RunOutcome) -> None:
+    m = re.fullmatch(r"model_branches=(\d+\.\d)% \((\d+)/(\d+)\) (reachable=\S+ \(\d+/\d+\)) "
+                     r"cumulative=\1% \(\2/\3\) \4", live.coverage)
+    assert m, live.coverage
+    assert float(m.group(1)) >= 45.0  # a main job takes about half; far less: replay stopped tracing
+    assert (live.out / "model-coverage.sqlite").is_file()
+    md = (live.out / "report" / "summary.md").read_text()
+    assert "## Model branch coverage" in md and "| all | " in md
 
 
 def test_tor_queue_times_agree_with_the_decision_timeline(live: RunOutcome) -> None:

@@ -17,7 +17,8 @@ import pytest
 
 from harness import build
 from harness.config import Role, load_scenario
-from harness.network import lifecycle, load
+from harness.network import lifecycle
+from harness.traffic import profiles
 from kist_reference import replay, trace
 
 pytestmark = pytest.mark.integration
@@ -78,7 +79,7 @@ def test_patched_exit_events_parse_and_replay(tmp_path: Path) -> None:
         with Controller.from_port(address=exit_node.control_host, port=exit_node.control_port) as c:
             c.authenticate()
             c.add_event_listener(on_event, *got)  # one SETEVENTS: every run gets all of them
-            summary = load.run_profiles(handle, net, tmp_path / "traffic.jsonl", seed=3)
+            summary = profiles.run_profiles(handle, net, tmp_path / "traffic.jsonl", seed=3)
             time.sleep(0.5)
     assert summary.downloads >= 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.control.replayport import ReplaySpec, replay_port
-from harness.control.store import open_store
+from harness.store.db import open_store
 
 pytestmark = pytest.mark.integration
 

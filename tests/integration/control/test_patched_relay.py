@@ -15,10 +15,10 @@ import pytest
 
 from harness.control.auth import Credentials
 from harness.control.collector import CollectConfig, Collector
-from harness.control.export import export_runs
-from harness.control.records import Kind
-from harness.control.store import open_store
 from harness.control.transport import TcpTransport
+from harness.store.db import open_store
+from harness.store.export import export_runs
+from harness.store.records import Kind
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_patched_relay_runs_are_collected_typed_and_exported(tmp_path: Path) -> 
     from harness.build import default_patches_dir, ensure_built
     from harness.config import load_scenario
     from harness.network import up
-    from harness.network.load import run_profiles
+    from harness.traffic.profiles import run_profiles
     from kist_reference import trace
 
     build = ensure_built(patches_dir=default_patches_dir())  # cached after the first build

@@ -21,9 +21,10 @@ import pytest
 
 from harness.config import Network, Role, load_scenario
 from harness.errors import StepError
-from harness.network import lifecycle, load, ready
+from harness.network import lifecycle, ready
 from harness.network.lifecycle import RUN_PREFIX
-from harness.traffic import read_results
+from harness.traffic import profiles
+from harness.traffic.clients import read_results
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ def _exercise(net: Network, backend: str, tmp_path: Path, kill: Callable[[Any, A
         assert all(s.bootstrap == 100 for s in statuses.values())
         assert "Exit" in statuses[f"{net.name}x0"].flags
 
-        summary = load.run_profiles(handle, net, tmp_path / "traffic.jsonl", seed=7)
+        summary = profiles.run_profiles(handle, net, tmp_path / "traffic.jsonl", seed=7)
         results = read_results(summary.path)
         assert summary.downloads == len(results) >= 2
         ok = [d for d in results if d.outcome == "ok"]
@@ -100,7 +101,7 @@ def _exercise(net: Network, backend: str, tmp_path: Path, kill: Callable[[Any, A
         endless = replace(net, traffic=replace(net.traffic, duration_s=60, max_downloads=0))
         t0 = time.monotonic()
         with pytest.raises(StepError) as during:
-            load.run_profiles(handle, endless, tmp_path / "traffic2.jsonl", seed=8)
+            profiles.run_profiles(handle, endless, tmp_path / "traffic2.jsonl", seed=8)
         assert time.monotonic() - t0 < 30  # stopped early by the watcher, not by duration_s
         assert f"node(s) {exit_node.name} stopped during traffic" in str(during.value)
         deadline = time.monotonic() + 15
@@ -196,9 +197,9 @@ def _timed_mbit(handle, size: int) -> float:  # type: ignore[no-untyped-def]
     return size * 8 / float(out[1]) / 1e6
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_cli_interrupted_during_bootstrap_cleans_up(tmp_path: Path, sig: signal.Signals) -> None:
-    """`net up` stopped mid-bootstrap (Ctrl-C or kill) exits 130 and leaves no process, dir or state."""
+    """`net up` stopped mid-bootstrap (Ctrl-C, kill, hang-up) exits 128+signum, leaves no process, dir or state."""
     net = _scenario(tmp_path, "iti")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     cli = Path(os.environ.get("VIRTUAL_ENV", "/root/venv")) / "bin" / "kist-harness"
@@ -210,7 +211,7 @@ def test_cli_interrupted_during_bootstrap_cleans_up(tmp_path: Path, sig: signal.
     assert _tor_pids(f"{RUN_PREFIX}iti-"), "tor never started"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + sig, err
     assert "interrupted" in err
     assert _tor_pids(f"{RUN_PREFIX}iti-") == []
     assert not list(Path(tempfile.gettempdir()).glob(f"{RUN_PREFIX}iti-*"))

@@ -70,7 +70,7 @@ def _image(recipe: Path, name: str, base: str) -> str:
 
 def sshd_image() -> str:
     """docker/sshd on the base image."""
-    from harness.images import ensure_base
+    from harness.network.images import ensure_base
 
     ensure_base()   # kist-harness/base:bookworm, made without a registry on a fresh machine
     return _image(RECIPE, "sshd", BASE)

@@ -49,8 +49,8 @@ def test_deploy_verify_collect_rollback(relay_host: RelayHost, caplog: pytest.Lo
     # live collection through the tunnel, as `collect --ssh` does
     from harness.control.auth import Credentials
     from harness.control.collector import CollectConfig, Collector
-    from harness.control.store import open_store
     from harness.remote.tunnel import ssh_transport
+    from harness.store.db import open_store
 
     inv = tmp_path / "inventory.toml"
     inv.write_text(f'[hosts.relay1]\naddress = "{rh.host.address}"\nkey = "{rh.host.key}"\n'

@@ -78,7 +78,7 @@ def test_patched_relay_joins_and_bootstraps(joined: deploy.Outcome, network_rela
 def test_collect_cli_through_ssh_tunnel(joined: deploy.Outcome, network_relay: NetworkRelay,
                                         patched_build: Any, tmp_path: Path) -> None:
     """`kist-harness collect --ssh HOST --inventory FILE` end to end, as a user runs it."""
-    from harness.control.store import open_store
+    from harness.store.db import open_store
 
     nr = network_relay
     host = nr.host

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.checks import stats
+from harness.checks.arms import summarize
 from harness.commands.collect import parse_duration
-from harness.control import stats
 from harness.control.abtest import Schedule, Switcher, parse_arms
-from harness.control.records import Context, Kind, Record
-from harness.control.store import open_store
-from harness.control.summary import summarize
 from harness.control.transport import TcpTransport, UnixTransport, parse_control_address
 from harness.errors import InputError
+from harness.store.db import open_store
+from harness.store.records import Context, Kind, Record
 
 
 def test_parse_arms() -> None:
@@ -113,7 +113,7 @@ def test_summary_finds_a_real_difference(tmp_path: Path) -> None:
         arm_stats, comps = summarize(s, "r")
     by = {a.arm: a for a in arm_stats if a.metric == "goodput"}
     k = by["KIST"]
-    assert k.periods == 6 and abs(k.mean - 1000) < 40 and k.ci_low < k.mean < k.ci_high
+    assert k.blocks == 6 and abs(k.mean - 1000) < 40 and k.ci_low < k.mean < k.ci_high
     qt = {a.arm: a.mean for a in arm_stats if a.metric == "tor_queue_time_cellstats"}
     assert qt == {"KIST": 1.0, "Vanilla": 1.0}  # (30 + 10) ms / 40 cells, not a mean of ratios
     per_socket = {a.arm: a.mean for a in arm_stats if a.metric == "tcpinfo_per_socket"}
@@ -121,7 +121,7 @@ def test_summary_finds_a_real_difference(tmp_path: Path) -> None:
     assert {a.arm: a.mean for a in arm_stats if a.metric == "pending_sockets_per_run"} == \
         {"KIST": 12.0, "Vanilla": 12.0}
     (c,) = [c for c in comps if c.metric == "goodput"]
-    assert c.ci_low < 200 < c.ci_high and c.welch_p < 0.001 and c.mann_whitney_p < 0.01
+    assert c.blocks == 6 and c.ci_low < 200 < c.ci_high and c.p_value < 0.001
 
 
 def test_durations_and_addresses() -> None:

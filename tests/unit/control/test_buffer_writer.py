@@ -12,9 +12,9 @@ from pathlib import Path
 import stem.response
 
 from harness.control.buffer import EventBuffer
-from harness.control.records import Context, Kind, Record
-from harness.control.store import Store, open_store
 from harness.control.writer import OwnRecord, RawEvent, StoreWriter
+from harness.store.db import Store, open_store
+from harness.store.records import Context, Kind, Record
 
 CTX = Context("r")
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.control import events as ev
-from harness.control.records import Kind
+from harness.store.records import Kind
 
 DATA = Path(__file__).parents[2] / "data" / "control" / "events.txt"
 KIST_LINE = next(line.split("\t", 1)[1] for line in DATA.read_text().splitlines()

@@ -16,11 +16,11 @@ import pytest
 from harness.cli import main as cli_main
 from harness.control.auth import Credentials
 from harness.control.collector import CollectConfig, Collector
-from harness.control.export import export_runs
-from harness.control.records import Kind
 from harness.control.replayport import ReplaySpec, replay_port
-from harness.control.store import open_store
 from harness.control.transport import TcpTransport
+from harness.store.db import open_store
+from harness.store.export import export_runs
+from harness.store.records import Kind
 
 
 @pytest.mark.parametrize("workers", [0, 1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.control import events as ev
-from harness.control.records import Kind
+from harness.store.records import Kind
 
 
 def test_kist_qtime_is_typed() -> None:

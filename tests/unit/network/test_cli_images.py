@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, images
+from harness import cli
+from harness.network import images
 
 
 def test_net_up_unknown_scenario_is_input_error(capsys: pytest.CaptureFixture[str]) -> None:

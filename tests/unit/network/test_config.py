@@ -85,6 +85,7 @@ optional = true
     (MINIMAL + "[[relays]]\nrole='middle'\nscheduler='Vanilla'\nkist_sock_buf_size_factor=1.0\n",
      "[relays[1]]", "no effect"),
     (MINIMAL + "[[relays]]\nrole='middle'\nbandwidth_rate_kib=10\n", "[relays[1]]", "at least 75"),
+    (MINIMAL + "[[relays]]\nrole='middle'\nconstrained_sock_kib=1\n", "[relays[1]]", "2..256"),
     (MINIMAL + "[[relays]]\nrole='middle'\nbandwidth_rate_kib=100\nbandwidth_burst_kib=50\n",
      "[relays[1]]", ">= it"),
     (MINIMAL + "[[relays]]\nrole='middle'\ncolour='red'\n", "[relays[1]]", "unknown field(s) colour"),
@@ -103,6 +104,9 @@ optional = true
     (MINIMAL + "[[clients]]\nname='c'\nentry_nodes=[1]\n", "[clients[0]]", "list of node names"),
     (MINIMAL + "[traffic]\nduration_s = 0\n", "[traffic]", "duration_s must be > 0"),
     (MINIMAL + "[network]\nspeed = 3\n", "[network]", "unknown field(s) speed"),
+    (MINIMAL + "[network]\nconsensus_params = { 'orconn high' = 1 }\n", "[network]", "not a consensus parameter"),
+    (MINIMAL + "[network]\nconsensus_params = { orconn_high = 1.5 }\n", "[network]", "32-bit integer"),
+    (MINIMAL + "[network]\nconsensus_params = { orconn_high = 4294967296 }\n", "[network]", "32-bit integer"),
 ])
 def test_bad_scenarios_name_file_table_field(text: str, where: str, needle: str) -> None:
     with pytest.raises(InputError) as info:
@@ -170,3 +174,9 @@ def test_bad_variants_name_file_table_field(text: str, where: str, needle: str) 
     msg = str(info.value)
     assert msg.startswith(f"scenario test.toml, {where}:"), msg
     assert needle in msg
+
+
+def test_consensus_params_reach_the_description() -> None:
+    net = _parse(MINIMAL + "[network]\nconsensus_params = { orconn_high = 1028, cellq_low = 5 }\n")
+    assert net.consensus_params == (("cellq_low", 5), ("orconn_high", 1028))
+    assert _parse(MINIMAL).consensus_params == ()

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import struct
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import traffic
 from harness.config import Binary, Role, Scheduler, Shaping
 from harness.errors import InputError
 from harness.network import shaping
 from harness.network.running import NodeInfo, RunningNetwork, ServerInfo, ShapingInForce
+from harness.traffic import clients
 
 NO_NETEM = shaping.KernelShaping(tbf=True, htb=True, netem=False, statistic=True, detail="netem: unknown qdisc")
 
@@ -74,62 +69,9 @@ def test_corrupt_state_is_input_error() -> None:
 # ---------------------------------------------------------------- traffic through a SOCKS5 relay
 
 
-def _socks_proxy(stop: threading.Event) -> tuple[socket.socket, list[tuple[str, int]]]:
-    """A minimal SOCKS5 CONNECT proxy standing in for tor's SocksPort (loopback only)."""
-    lsock = socket.create_server(("127.0.0.1", 0))
-    seen: list[tuple[str, int]] = []
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                b.shutdown(socket.SHUT_WR)  # pass the EOF on (close() would not, another thread reads b)
-
-    def handle(c: socket.socket) -> None:
-        c.recv(3)
-        c.sendall(b"\x05\x00")
-        head = c.recv(4)
-        host = socket.inet_ntoa(c.recv(4)) if head[3] == 1 else c.recv(c.recv(1)[0]).decode()
-        port = struct.unpack(">H", c.recv(2))[0]
-        seen.append((host, port))
-        up = socket.create_connection((host, port))
-        c.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + b"\0\0")
-        threading.Thread(target=pipe, args=(c, up), daemon=True).start()
-        threading.Thread(target=pipe, args=(up, c), daemon=True).start()
-
-    def accept() -> None:
-        lsock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                c, _ = lsock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=handle, args=(c,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return lsock, seen
-
-
-@pytest.fixture
-def proxy_and_server() -> Iterator[tuple[tuple[str, int], tuple[str, int], list[tuple[str, int]]]]:
-    stop = threading.Event()
-    server = traffic.make_server("127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    lsock, seen = _socks_proxy(stop)
-    yield lsock.getsockname(), server.server_address[:2], seen
-    stop.set()
-    server.shutdown()
-    server.server_close()
-    lsock.close()
-
-
 def test_fetch_times_a_download(proxy_and_server) -> None:  # type: ignore[no-untyped-def]
     socks, server, seen = proxy_and_server
-    d = traffic.fetch(socks, server, 320 * 1024, client="c0", profile="web", timeout=10)
+    d = clients.fetch(socks, server, 320 * 1024, client="c0", profile="web", timeout=10)
     assert d.outcome == "ok", d.error
     assert d.received == 320 * 1024
     assert d.ttfb_s is not None and d.ttlb_s is not None and 0 < d.ttfb_s <= d.ttlb_s
@@ -137,24 +79,24 @@ def test_fetch_times_a_download(proxy_and_server) -> None:  # type: ignore[no-un
 
 
 def test_fetch_failure_is_recorded_not_raised() -> None:
-    d = traffic.fetch(("127.0.0.1", 1), ("127.0.0.1", 2), 10)
+    d = clients.fetch(("127.0.0.1", 1), ("127.0.0.1", 2), 10)
     assert d.outcome == "failed" and "ConnectionRefused" in d.error and d.ttlb_s is None
 
 
 def test_run_client_writes_json_lines(proxy_and_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     socks, server, _ = proxy_and_server
     out = tmp_path / "c.jsonl"
-    n = traffic.run_client(socks, server, "perf", out, client="c1", duration_s=30, pause_scale=0,
+    n = clients.run_client(socks, server, "perf", out, client="c1", duration_s=30, pause_scale=0,
                            size_scale=0.01, max_downloads=3)
-    got = traffic.read_results(out)
+    got = clients.read_results(out)
     assert n == 3 and [d.size for d in got] == [512, 10485, 52428]  # 50 KiB, 1 MiB, 5 MiB scaled
     assert all(d.outcome == "ok" for d in got)
 
 
 def test_profiles_match_the_paper() -> None:
-    assert traffic.PROFILES["web"].sizes == (320 * 1024,) and traffic.PROFILES["web"].pause_s == (1, 60)
-    assert traffic.PROFILES["bulk"].pause_s == (0, 0)
-    sizes = [s for s, _ in zip(traffic.schedule("perf", pause_scale=1, size_scale=1, seed=1), range(3),
+    assert clients.PROFILES["web"].sizes == (320 * 1024,) and clients.PROFILES["web"].pause_s == (1, 60)
+    assert clients.PROFILES["bulk"].pause_s == (0, 0)
+    sizes = [s for s, _ in zip(clients.schedule("perf", pause_scale=1, size_scale=1, seed=1), range(3),
                                strict=False)]
     assert [s for s, _ in sizes] == [50 * 1024, 1024 * 1024, 5 * 1024 * 1024]
     assert all(60 <= p <= 120 for _, p in sizes)

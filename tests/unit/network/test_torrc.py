@@ -23,6 +23,7 @@ scheduler = "KIST"
 kist_sched_run_interval_ms = 7
 kist_sock_buf_size_factor = 1.5
 bandwidth_rate_kib = 512
+constrained_sock_kib = 8
 [[relays]]
 name = "van"
 role = "middle"
@@ -88,11 +89,13 @@ def test_kist_relay_gets_scheduler_and_knobs() -> None:
     assert opts["BandwidthRate"] == ["512 KBytes"]
     assert opts["BandwidthBurst"] == ["512 KBytes"]
     assert opts["ExitPolicy"] == ["reject *:*"]
+    assert opts["ConstrainedSockets"] == ["1"] and opts["ConstrainedSockSize"] == ["8 KBytes"]
 
 
 def test_vanilla_relay_has_no_kist_knobs() -> None:
     opts = _options(_torrc("van"))
     assert opts["Schedulers"] == ["Vanilla"]
+    assert "ConstrainedSockets" not in opts  # autotuned buffers unless asked
     assert "KISTSchedRunInterval" not in opts and "KISTSockBufSizeFactor" not in opts
 
 
@@ -146,3 +149,16 @@ def test_middle_pin_alone_names_the_guards() -> None:
     _, layout, keys = _setup()
     opts = _options(torrc.render(net, net.clients[0], layout, keys).splitlines())
     assert opts["EntryNodes"] == [f"${3:040X},${6:040X}"]  # the vote_guard relays
+
+
+def test_consensus_params_are_voted_by_the_authorities_only() -> None:
+    import dataclasses
+
+    net, layout, keys = _setup()
+    net = dataclasses.replace(net, consensus_params=(("cellq_low", 5), ("orconn_high", 1028)))
+    by_name = {n.name: n for n in net.nodes}
+    auth = _options(torrc.render(net, by_name["auth0"], layout, keys).splitlines())
+    assert auth["ConsensusParams"] == ["cellq_low=5 orconn_high=1028"]
+    relay = _options(torrc.render(net, by_name["kist"], layout, keys).splitlines())
+    assert "ConsensusParams" not in relay
+    assert "ConsensusParams" not in _options(_torrc("auth0"))  # none asked, none voted

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.checks.differential import DiffSummary, DivergentRun
 from harness.report import page
-from harness.report.model import (
-    DiffSummary,
-    Divergence,
+from harness.report.data import (
     Download,
     ReportData,
     RunOverhead,
@@ -58,7 +57,7 @@ def test_summary_tables_carry_the_medians_and_skip_failed_downloads(tmp_path: Pa
 
 
 def test_divergences_are_listed_with_reproducers(tmp_path: Path) -> None:
-    div = Divergence(7, "relay1", 12, "pop chan 5", "pop chan 9", "stale EWMA key", "div/run7.jsonl")
+    div = DivergentRun(7, "relay1", 12, "pop chan 5", "pop chan 9", "stale EWMA key", "div/run7.jsonl")
     out = page.render(_data(diff=DiffSummary(3, 120, (div,), 100, 25)), tmp_path / "rep")
     md = out.markdown.read_text()
     assert "Runs replayed: 3; decisions checked: 120; divergences from the faithful model: 1." in md

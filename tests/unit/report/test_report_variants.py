@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.control.records import Context, Record
-from harness.control.store import Store
 from harness.report import page
-from harness.report.load import load
-from harness.report.model import Curve, arm_rows
+from harness.report.data import Curve, arm_rows
+from harness.report.read import read_store
+from harness.store.db import Store
+from harness.store.records import Context, Record
 
 RUN = "default-20260101T000000"
 PHASES = {RUN: "base", f"{RUN}.load2": "load2"}
@@ -57,7 +57,7 @@ def store(tmp_path: Path) -> Path:
 
 
 def test_every_record_lands_in_its_variant(store: Path) -> None:
-    data = load(store)
+    data = read_store(store)
     assert [v.name for v in data.variants] == ["base", "load2", "loss1"]
     assert [(c.arm, c.variant) for c in data.curves()] == [
         ("KIST", "base"), ("Vanilla", "base"), ("KIST", "load2"), ("Vanilla", "load2")]
@@ -81,7 +81,7 @@ def test_every_record_lands_in_its_variant(store: Path) -> None:
 
 
 def test_arm_rows_are_medians_of_the_store(store: Path) -> None:
-    rows = {(r.variant, r.arm): r for r in arm_rows(load(store))}
+    rows = {(r.variant, r.arm): r for r in arm_rows(read_store(store))}
     db = sqlite3.connect(store)
     for run_id, variant in PHASES.items():
         ttlb = [t for (t,) in db.execute(
@@ -96,7 +96,7 @@ def test_arm_rows_are_medians_of_the_store(store: Path) -> None:
 
 
 def test_report_has_per_variant_curves_and_tables(store: Path, tmp_path: Path) -> None:
-    out = page.render(load(store), tmp_path / "rep")
+    out = page.render(read_store(store), tmp_path / "rep")
     md = out.markdown.read_text()
     assert "| load2 | load x2 | 60 | 15 | 1 | ran |" in md
     assert "| loss1 | loss 1% on client links | – | – | 0 | variant loss1" in md
@@ -111,11 +111,11 @@ def test_report_has_per_variant_curves_and_tables(store: Path, tmp_path: Path) -
 def test_a_large_store_reads_its_aggregates_and_agrees_with_the_records(store: Path, tmp_path: Path) -> None:
     """Past the raw-record limit the report reads per-minute histograms: same curves and counts,
     quantiles at most one bin (4.4 %) above the exact ones, the overhead slope exact."""
-    from harness.control.aggregates import Histogram
-    from harness.report.model import overhead_slope, pending, quantiles
+    from harness.report.data import overhead_slope, pending, quantiles
+    from harness.store.aggregates import Histogram
 
-    raw = load(store)
-    agg = load(store, raw_records_limit=0)
+    raw = read_store(store)
+    agg = read_store(store, raw_records_limit=0)
     assert any("per-minute histograms" in n for n in agg.notes) and not any("histograms" in n for n in raw.notes)
     for field_name in ("goodput_Bps", "kernel_queue_ms"):
         exact, binned = getattr(raw, field_name), getattr(agg, field_name)

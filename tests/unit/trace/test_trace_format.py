@@ -117,8 +117,10 @@ def records(draw: st.DrawFn) -> t.RunRecord:
     )
     return t.RunRecord(
         1, draw(ids), sched, draw(u32), draw(u32), draw(u32),
-        t.Params(draw(st.integers(1, 100)), draw(doubles), draw(st.booleans()), draw(u32), draw(doubles),
-                 draw(st.integers(1, 900))),
+        t.Params(draw(st.integers(1, 100)), draw(doubles), draw(st.booleans()), draw(u32),
+                 # what validate() accepts: Tor's tick range, a scale factor in (0, 1]
+                 draw(st.floats(min_value=0.0, max_value=1.0, exclude_min=True)),
+                 draw(st.integers(1, 600))),
         n, snaps, socks, tuple(draw(st.lists(step, max_size=20))),
         tuple(draw(st.lists(ids, max_size=3))), tuple(draw(st.lists(ids, max_size=3))),
         draw(st.integers(0, 100)), draw(st.integers(-1, 100000)),

@@ -19,9 +19,12 @@ read-only, it gets them computed in memory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -101,6 +104,44 @@ def _switch_to_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
+def _create_whole(path: Path) -> None:
+    """Create a new store under a temporary name and link it into place, so no reader ever
+    opens a store without its tables.
+
+    Why: ``sqlite3.connect`` makes an empty file at once, and a reader polling for the
+    store (``report`` on a live collection, a test waiting for its sessions) that opens it
+    before the writer's schema commits finds no ``meta`` table and calls the store foreign.
+    ``os.link`` never replaces: when another opener linked its store first, ours is
+    dropped and theirs used. A file system without hard links gets the store created in
+    place, as before.
+    """
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}-{threading.get_ident()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")   # kept in the file's header
+            db.executescript(f"BEGIN;\n{_SCHEMA}\nINSERT INTO meta VALUES ('schema_version', "
+                             f"'{int(SCHEMA_VERSION)}');\nINSERT INTO meta VALUES "
+                             f"('aggregates_version', '{agg.VERSION}');\nCOMMIT;")
+        finally:
+            db.close()   # the last connection checkpoints and removes the -wal and -shm files
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass         # another opener linked its store first
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise    # otherwise: no hard links here, the caller creates the store in place
+    except (sqlite3.Error, OSError) as exc:
+        raise StepError(f"creating the store {path} failed ({exc}): check that its directory is "
+                        "writable and has free space.") from exc
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{tmp}{suffix}")
+
+
 class Store:
     """An open store. Writes come from one thread (the writer); reads from anywhere else
     should open their own ``Store`` (WAL lets readers run beside the writer)."""
@@ -108,6 +149,8 @@ class Store:
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        if not readonly and not self.path.exists():
+            _create_whole(self.path)
         try:
             if readonly:
                 if not self.path.exists():
@@ -116,7 +159,6 @@ class Store:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                           check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 # several collectors may append to one store (one per relay): a writer
                 # waits for another's commit instead of failing with "database is locked"
                 self.db = sqlite3.connect(self.path, check_same_thread=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -75,6 +76,8 @@ b = "{name}a2"
 loss_percent = 1.5
 """
 
+MAX_EXTRA_MS = 3.0   # the delay line's own time per round trip, two crossings on a loaded machine
+
 
 @pytest.fixture(scope="module")
 def caps() -> hostcaps.HostCaps:
@@ -110,16 +113,26 @@ def test_rtt_of_every_pair_and_jitter(caps: hostcaps.HostCaps) -> None:
              ("lkx0", "lkc"), ("lka2", "lkc"), ("lkc", "lks")]
     spec["rtt"] = [[ip[a], ip[b], 20] for a, b in pairs] + [[ip["lkx1"], ip["lkc"], 600]]  # offsets are held 20 ms: ~300 independent
     res = run_isolated(spec)
+    legs = [*pairs, ("lkx1", "lkc")]
+    want = {ab: paths[ab].latency_ms + paths[(ab[1], ab[0])].latency_ms for ab in legs}
+    # The user-space delay line stamps a packet when it reads it, not when the kernel queued
+    # it, so every round trip carries one common extra (0.3-0.6 ms idle, 1.2-1.9 ms on a
+    # loaded CI machine). Each pair is judged against its configuration plus that common
+    # extra, and the extra itself is bounded: a path whose latency is missing or doubled
+    # still fails, a busy machine does not.
+    extra = statistics.median(r["median_ms"] - want[ab] for ab, r in zip(legs, res["rtt"], strict=True))
     rows, bad = [], []
-    for (a, b), r in zip([*pairs, ("lkx1", "lkc")], res["rtt"], strict=True):
-        want = paths[(a, b)].latency_ms + paths[(b, a)].latency_ms
-        tol = max(0.1 * want, 1.0)
-        rows.append(f"{a}-{b}: configured RTT {want:g} ms (tolerance {tol:.1f}), measured median "
+    for ab, r in zip(legs, res["rtt"], strict=True):
+        w = want[ab]
+        tol = max(0.1 * w, 1.0)
+        rows.append(f"{ab[0]}-{ab[1]}: configured RTT {w:g} ms (tolerance {tol:.1f}), measured median "
                     f"{r['median_ms']:.2f} ms, tcp_info srtt {r['tcp_info_rtt_ms']:.2f} ms")
-        if abs(r["median_ms"] - want) > tol or abs(r["tcp_info_rtt_ms"] - want) > tol + 0.1 * want:
+        if abs(r["median_ms"] - w - extra) > tol or abs(r["tcp_info_rtt_ms"] - w - extra) > tol + 0.1 * w:
             bad.append(rows[-1])   # the kernel's smoothed view gets 10 % more: it averages delayed ACKs in
     print("\n".join(rows))
-    assert not bad, bad
+    print(f"the delay line's common extra per round trip: {extra:.2f} ms (load average {os.getloadavg()[0]:.1f})")
+    assert 0 <= extra <= MAX_EXTRA_MS, f"the delay line adds {extra:.2f} ms per round trip (at most {MAX_EXTRA_MS})"
+    assert not bad, (f"common extra {extra:.2f} ms", bad)
     jit = res["rtt"][-1]
     want_sd = 2 ** 0.5 * 3   # two directions, 3 ms each, independent
     sigma = jit["iqr_ms"] / 1.349   # a normal's sigma from its interquartile range (robust to stalls)

@@ -81,6 +81,20 @@ UNREACHABLE: dict[str, Unreachable] = {
     "scheduler.VanillaPolicy.run: elif self.writeable(st, chan) > 0 [#2] -> true": Unreachable(
         "tor", "the wfc outcome needs the same as readd: room left after flushing every allowed cell "
         "(see readd; scheduler_vanilla.c:113-121)"),
+    "channel.Pending.doesnt_want_writes:": Unreachable(
+        "tor", "scheduler_channel_doesnt_want_writes has one caller, channel_change_state_ into "
+        "CHANNEL_STATE_MAINT (channel.c:1608-1609); MAINT is entered only when an OR connection of an "
+        "OPEN channel changes to a state other than OPEN (channeltls.c:1013-1019), and every "
+        "connection_or_change_state to such a state is a handshake step taken before the channel "
+        "opens (connection_or.c:738, 1515, 1520, 1659, 1713, 1953; channeltls.c:1435-1444 asserts "
+        "TLS_HANDSHAKING or SERVER_VERSIONS_WAIT): Tor 0.4.9 has no renegotiation back from OPEN"),
+    "channel.Pending.call: elif name == \"dw\" -> true": Unreachable(
+        "tor", "a dw step is a call of scheduler_channel_doesnt_want_writes, which Tor never makes "
+        "(see channel.Pending.doesnt_want_writes)"),
+    "channel.Pending.call: elif name == \"rel\" -> false": Unreachable(
+        "model", "a call name other than the patch's four (hw, ww, dw, rel: sched_trace_external's "
+        "callers in patches/0001) is a malformed record, rejected before replay "
+        "(kist_reference.trace.EXTERNAL_CALLS)"),
     "scheduler.VanillaPolicy.run: for chan in to_readd -> iterates": Unreachable(
         "tor", "to_readd holds only readd channels (see readd; scheduler_vanilla.c:100-103, 147-155)"),
 }

@@ -30,6 +30,7 @@ from harness.signals import raise_if_stopped
 log = logging.getLogger(__name__)
 
 POLL_S = 0.01
+EOF_GRACE_S = 2.0   # after a command exits, how long its channel may take to reach EOF
 T = TypeVar("T")
 
 
@@ -134,13 +135,21 @@ class Session:
             raise StepError(f"{self.host.describe()}: connection lost before running "
                             f"{command!r}: {exc}") from exc
         out, err = bytearray(), bytearray()
+        exited_at: float | None = None
         try:
             while True:
+                if exited_at is None and chan.exit_status_ready():
+                    exited_at = time.monotonic()
                 if chan.recv_ready():
                     out += chan.recv(65536)
                 elif chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
                 elif chan.exit_status_ready() and chan.eof_received:
+                    break
+                elif chan.exit_status_ready() and exited_at is not None and \
+                        time.monotonic() - exited_at > EOF_GRACE_S:
+                    # the command has exited and its output has been read; a process it started in
+                    # the background (setsid nohup ... &) can keep the channel from reaching EOF
                     break
                 elif time.monotonic() - start > limit:
                     tail = Result((command,), -1, out.decode(errors="replace"), err.decode(errors="replace"),

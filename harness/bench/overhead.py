@@ -33,27 +33,23 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
-import signal
-import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from harness.bench.dut import CpuTime, Relay, cpu_time
-from harness.checks.stats import t_two_sided_p
 from harness.config import load_scenario
 from harness.errors import HarnessError, InputError, StepError
+from harness.experiments.stats import mean_interval
 from harness.network import lifecycle
 from harness.network.running import RunningNetwork
+from harness.signals import exit_code_of, stop_on_signals
 from harness.traffic import clients as traffic
 
 log = logging.getLogger(__name__)
@@ -96,46 +92,6 @@ class Sample:
     @property
     def mb_per_s(self) -> float:
         return self.payload_bytes / 1e6 / self.wall_s
-
-
-# ------------------------------------------------------------------ statistics
-
-
-def t_quantile(df: int, p: float = 0.975) -> float:
-    """Student's t quantile by bisection on the two-sided tail (stdlib only)."""
-    alpha = 2 * (1 - p)
-    lo, hi = 0.0, 1000.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if t_two_sided_p(mid, df) > alpha:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-@dataclass(frozen=True)
-class Interval:
-    mean: float
-    half: float  # half-width of the 95 % interval
-    n: int
-
-    @property
-    def low(self) -> float:
-        return self.mean - self.half
-
-    @property
-    def high(self) -> float:
-        return self.mean + self.half
-
-
-def t_interval(values: Sequence[float]) -> Interval:
-    """Mean and 95 % Student-t half-width over independent repetitions."""
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return Interval(mean, math.nan, n)
-    return Interval(mean, t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n), n)
 
 
 # ------------------------------------------------------------------ the events reader
@@ -284,19 +240,6 @@ def resolve_arms(unpatched: Path | None, patched: Path | None) -> list[Arm]:
             Arm("C", "patched, every event subscribed", patched, EVENTS)]
 
 
-@contextmanager
-def _signals_as_exit() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so the network is torn down."""
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def run_bench(arms: Sequence[Arm], reps: int, total_mb: float, warmup: int = 1) -> list[Sample]:
     net = load_scenario(SCENARIO)
     clients = sum(1 for n in net.nodes if n.role.value == "client")
@@ -331,16 +274,16 @@ def summarize(arms: Sequence[Arm], samples: Sequence[Sample]) -> list[str]:
     lines = []
     by_arm = {a.label: [s for s in samples if s.arm == a.label] for a in arms}
     for a in arms:
-        cpu = t_interval([s.cpu_ms_per_mb for s in by_arm[a.label]])
-        thr = t_interval([s.mb_per_s for s in by_arm[a.label]])
-        lines.append(f"arm {a.label} ({a.what}): relay CPU {cpu.mean:.2f} +- {cpu.half:.2f} ms per MB, "
-                     f"throughput {thr.mean:.1f} +- {thr.half:.1f} MB/s (n={cpu.n}, 95% t-interval)")
+        cpu = mean_interval([s.cpu_ms_per_mb for s in by_arm[a.label]])
+        thr = mean_interval([s.mb_per_s for s in by_arm[a.label]])
+        lines.append(f"arm {a.label} ({a.what}): relay CPU {cpu.mean:.2f} +- {cpu.half_width:.2f} ms per MB, "
+                     f"throughput {thr.mean:.1f} +- {thr.half_width:.1f} MB/s (n={cpu.k}, 95% t-interval)")
     base = {s.cycle: s for s in by_arm["A"]}
     for label, goal in (("B", 1.0), ("C", 5.0)):
         ratios = [(s.cpu_ms_per_mb / base[s.cycle].cpu_ms_per_mb - 1) * 100 for s in by_arm[label]
                   if s.cycle in base]
         thr_pct = [(s.mb_per_s / base[s.cycle].mb_per_s - 1) * 100 for s in by_arm[label] if s.cycle in base]
-        iv, tv = t_interval(ratios), t_interval(thr_pct)
+        iv, tv = mean_interval(ratios), mean_interval(thr_pct)
         if label == "B":  # within +-goal: the whole interval inside, or wholly outside to miss it
             verdict = ("met" if -goal <= iv.low and iv.high <= goal else
                        "MISSED" if iv.low > goal or iv.high < -goal else "not shown (the interval crosses it)")
@@ -351,7 +294,7 @@ def summarize(arms: Sequence[Arm], samples: Sequence[Sample]) -> list[str]:
             goal_text = f"<= +{goal:g}%"
         lines.append(f"overhead {label} vs A: CPU per MB {iv.mean:+.1f}% [{iv.low:+.1f}%, {iv.high:+.1f}%], "
                      f"throughput {tv.mean:+.1f}% [{tv.low:+.1f}%, {tv.high:+.1f}%] "
-                     f"(paired by cycle, n={iv.n}); goal {goal_text}: {verdict}")
+                     f"(paired by cycle, n={iv.k}); goal {goal_text}: {verdict}")
     return lines
 
 
@@ -372,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--reps {args.reps}: need at least 2 repetitions for an interval (5 or more advised)")
         if not 1 <= args.mb <= 10_000:
             raise InputError(f"--mb {args.mb:g}: give 1 to 10000 megabytes per repetition")
-        with _signals_as_exit():
+        with stop_on_signals():   # SIGTERM/SIGHUP unwind like Ctrl-C: the network is torn down
             arms = resolve_arms(args.unpatched, args.patched)
             for a in arms:
                 print(f"arm {a.label}: {a.what}: {a.binary}" + (f" + SETEVENTS {' '.join(a.events)}" if a.events else ""))
@@ -380,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:   # Ctrl-C, or harness.signals.Stopped
         print("bench: interrupted; network torn down", file=sys.stderr)
-        return 130
+        return exit_code_of(exc)
     for line in summarize(arms, samples):
         print(line)
     return 0

@@ -10,19 +10,20 @@ import pytest
 from harness.bench import overhead, tcpinfo
 from harness.bench.dut import CpuTime, cpu_time
 from harness.errors import InputError
+from harness.experiments import stats
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.706), (4, 2.776), (9, 2.262), (30, 2.042)])
 def test_t_quantile_matches_tables(df: int, expected: float) -> None:
-    assert overhead.t_quantile(df) == pytest.approx(expected, abs=1e-3)
+    assert stats.t_factor(df + 1) == pytest.approx(expected, abs=1e-3)   # the quantile the benchmark uses
 
 
 def test_t_interval_of_known_values() -> None:
-    iv = overhead.t_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    iv = stats.mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])
     assert iv.mean == 3.0
     # s = sqrt(2.5), t(0.975, 4) = 2.776
-    assert iv.half == pytest.approx(2.776 * (2.5 ** 0.5) / (5 ** 0.5), rel=1e-3)
-    assert overhead.t_interval([7.0]).n == 1
+    assert iv.half_width == pytest.approx(2.776 * (2.5 ** 0.5) / (5 ** 0.5), rel=1e-3)
+    assert stats.mean_interval([7.0]).k == 1
 
 
 def _sample(arm: str, cycle: int, cpu_s: float, wall_s: float = 10.0) -> overhead.Sample:

@@ -95,6 +95,24 @@ UNREACHABLE: dict[str, Unreachable] = {
         "model", "a call name other than the patch's four (hw, ww, dw, rel: sched_trace_external's "
         "callers in patches/0001) is a malformed record, rejected before replay "
         "(kist_reference.trace.EXTERNAL_CALLS)"),
+    "scheduler.KistPolicy.run: if not chan.open -> true": Unreachable(
+        "tor", "#23751's check after the one-cell flush (scheduler_kist.c:652-664). The channel was open "
+        "when popped: a channel leaving OPEN is taken out of channels_pending (channel.c:1600-1607 -> "
+        "scheduler_release_channel, scheduler.c:634-661), MAINT is never entered (see "
+        "doesnt_want_writes) and cells reach only channels circuits were attached to once open "
+        "(circuitbuild.c:674-731). The flush adds one cell to the outbuf and, in 0.4.9.11, writes "
+        "nothing to the kernel (relay.c:3114-3273, channel.c:1489-1514, channeltls.c:860-882, "
+        "connection.c:4747-4790); it closes the channel only if buf_add fails "
+        "(connection.c:4786-4789 -> connection_write_to_buf_failed -> connection_or_close_for_error, "
+        "connection.c:4727-4732), i.e. with the outbuf at BUF_MAX_LEN (INT_MAX - 1 bytes, "
+        "lib/buf/buffers.h:33), 2 GiB that KIST's per-socket limit never lets one channel hold"),
+    "socket.num_cells_writeable: if not open_ -> true": Unreachable(
+        "tor", "channel_num_cells_writeable is 0 for a channel not OPEN (channel.c:3080-3097); Vanilla "
+        "asks on a channel it just popped (scheduler_vanilla.c:77), open as in KistPolicy.run's #23751 "
+        "check, and after flushing every cell it allowed (scheduler_vanilla.c:100, 115): each counted "
+        "cell was written while the channel was open (channel.c:1448-1462) and nothing in the flush "
+        "closes it short of a 2 GiB outbuf (see #23751); KISTLite asks at the run's start, for "
+        "pending channels only (scheduler_kist.c:317-324, 615-618)"),
     "scheduler.VanillaPolicy.run: for chan in to_readd -> iterates": Unreachable(
         "tor", "to_readd holds only readd channels (see readd; scheduler_vanilla.c:100-103, 147-155)"),
 }

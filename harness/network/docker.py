@@ -238,7 +238,8 @@ class DockerBackend(Backend):
         flt = {"label": f"{RUN_LABEL}={running.run_id}"}
         status = {c.name: c.status for c in self.client.containers.list(all=True, filters=flt)}
         members = [(n.name, n.container) for n in running.nodes] + [(s.name, s.container) for s in running.servers]
-        return [name for name, cont in members if cont and status.get(cont) != "running"]
+        return [name for name, cont in members if cont and status.get(cont) != "running"] + \
+            linkemu.dead_lines(running.run_dir)
 
     # removes every object of the engine with a label; the Swarm backend's also removes services
     remove_by_label = staticmethod(_remove)

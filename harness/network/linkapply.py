@@ -15,7 +15,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +88,8 @@ def check(net: Network, backend: str) -> LinksPlan | None:
     if model.mechanism is Mechanism.NETEM:
         problem = ("mechanism = \"netem\" is not implemented yet (and this kernel has "
                    f"{'netem' if caps.netem else 'no sch_netem'}); use mechanism = \"auto\" (the NFQUEUE delay line)")
-    elif backend not in ("local", "docker"):
-        problem = f"links are not implemented for --backend {backend}; use --backend local or docker"
+    elif backend not in ("local", "docker", "swarm"):
+        problem = f"links are not implemented for --backend {backend}; use --backend local, docker or swarm"
     elif backend == "local" and not caps.cgroup_mark:
         problem = (f"the local backend tells nodes apart by cgroup (tor connects to loopback addresses from "
                    f"127.0.0.1), and this host cannot ({caps.detail or 'probe failed'}): it needs a mounted cgroup v2 "
@@ -316,3 +316,48 @@ def start_docker(net: Network, layout: Layout, run_id: str, plan: LinksPlan | No
                            mss=model.mss)
     log.info("%s (NFQUEUE %d on %s)", plan.summary(), queue, bridge)
     return handle
+
+
+SWARM_QUEUE_BASE = 4000   # NFQUEUE numbers of the Swarm backend's delay lines: + the node's index
+
+
+def start_per_node(net: Network, layout: Layout, run_id: str, plan: LinksPlan | None, subnet: str,
+                   namespaces: Mapping[str, Sequence[str]]) -> list[linkemu.DelayLineHandle]:
+    """One delay line in each node's own network namespace, holding what arrives for that node.
+
+    The Swarm backend's overlay has no bridge in the host's namespace to take packets at, so
+    each task's namespace (entered by the argv prefix in ``namespaces``, see netns) gets a
+    delay line on its PREROUTING for packets from the overlay subnet to the node's address on
+    the run's ports: every directed path is delayed once, at its receiving end, by that
+    path's figures, and TCP small queues on the sending side do not count held packets.
+    """
+    shaped = _shaped_paths(net, layout, plan) if plan is not None else None
+    if plan is None or shaped is None:
+        return []
+    model, table = shaped
+    ports = layout.ports
+    tag = linkemu.tag_for(run_id)
+    handles: list[linkemu.DelayLineHandle] = []
+    try:
+        for i, (name, ip) in enumerate(layout.ips):
+            rows = [row for row in table if row["dst"] == ip]
+            if not rows:
+                continue
+            match = ["-s", subnet, "-d", ip, "-p", "tcp", "-m", "multiport", "--ports",
+                     f"{ports.or_port},{ports.dir_port},{ports.http_port}"]
+            handles.append(linkemu.start(layout.run_dir, tag, SWARM_QUEUE_BASE + i, rows, [match],
+                                         seed=model.seed + i, ns_prefix=tuple(namespaces[name]), mss=model.mss))
+    except BaseException:
+        for h in handles:
+            linkemu.stop(h)
+        raise
+    log.info("%s (one delay line in each of %d node namespaces)", plan.summary(), len(handles))
+    return handles
+
+
+def skip_in_force(run_dir: Path, plan: LinksPlan, why: str) -> LinksPlan:
+    """Record that an optional [links] was not applied after all (a backend found out at start)."""
+    skipped = LinksPlan("none", plan.host, plan.paths, (*plan.skipped, why), plan.congestion)
+    write_in_force(run_dir, skipped)
+    log.warning("links skipped, marked optional: %s", why)
+    return skipped

@@ -32,11 +32,12 @@ from typing import Any
 from harness.config import Binary, Network, Role
 from harness.errors import InputError, StepError
 from harness.network import docker as docker_mod
-from harness.network import images, swarmmode
+from harness.network import images, linkapply, linkemu, netns, swarmmode
 from harness.network.docker import OWNER, OWNER_LABEL, PORTS, RUN_LABEL, DockerBackend, _sdk
 from harness.network.keys import Keys
 from harness.network.layout import Layout, all_names
 from harness.network.running import NodeInfo, RunningNetwork, ServerInfo, ShapingInForce
+from harness.proc import run
 from harness.signals import raise_if_stopped
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class SwarmBackend(DockerBackend):
         self._gw_ips: dict[str, str] = {}
         self._tasks: dict[str, Any] = {}   # node name -> its task's container
         self._engines: dict[str, Any] = {}  # swarm node id -> that node's engine client
+        self._line_handles: list[linkemu.DelayLineHandle] = []  # [links]: one delay line per task namespace
 
     def begin(self, run_id: str, binaries: Mapping[Binary, Path]) -> None:
         self._run_id = run_id
@@ -243,6 +245,7 @@ class SwarmBackend(DockerBackend):
                 fh.write("\n".join(extra) + "\n")
         for sh in shaping:
             self._apply_shaping(names[sh.node], sh)
+        self._start_links(net, layout)  # before go: bootstrap runs over the links too
         (layout.run_dir / GO_FILE).touch()
         nodes = tuple(NodeInfo(
             n.name, n.role, self._gw_ips[n.name], p.control_port, layout.data_dir(n.name) / "control_auth_cookie",
@@ -255,6 +258,48 @@ class SwarmBackend(DockerBackend):
         return RunningNetwork(net.name, self._run_id, self.name, layout.run_dir, net.source, nodes, servers,
                               shaping, docker_network=self._net_name)
 
+    def _start_links(self, net: Network, layout: Layout) -> None:
+        """[links] in each task's namespace, entered from this host (see netns and linkapply).
+
+        Only a task whose container runs on this machine's kernel can be entered: the local
+        engine's, or a worker engine's in a container here. A task on another host makes
+        links impossible: an optional [links] is then skipped and recorded, a required one
+        fails the step naming the node.
+        """
+        plan = self._links_plan
+        if plan is None or plan.mechanism == "none":
+            return
+        spaces: dict[str, tuple[str, ...]] = {}
+        elsewhere = []
+        for name, ip in layout.ips:
+            cont = self._tasks[name]
+            cont.reload()
+            pid = netns.find(int(cont.attrs["State"]["Pid"]), ip)
+            if pid is None:
+                elsewhere.append(name)
+            else:
+                spaces[name] = netns.prefix(pid)
+        if elsewhere:
+            why = (f"the tasks of {', '.join(elsewhere)} do not run on this machine's kernel, and the Swarm "
+                   "backend's delay lines run in each task's network namespace, entered from here")
+            model = getattr(net, "links", None)
+            if model is not None and model.optional:
+                self._links_plan = linkapply.skip_in_force(layout.run_dir, plan, why)
+                return
+            raise StepError(f"scenario {net.source}, [links]: {why}; place every node on this machine "
+                            "(placement constraints), or set optional = true in [links] to run with plain links")
+        if plan.set_congestion:
+            for name, prefix in spaces.items():   # before tor starts: every connection uses it
+                self._run_in(prefix, ["sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={plan.congestion}"],
+                             name)
+        self._line_handles = linkapply.start_per_node(net, layout, self._run_id, plan, str(self._subnet), spaces)
+
+    @staticmethod
+    def _run_in(prefix: tuple[str, ...], argv: list[str], node: str) -> None:
+        res = run([*prefix, *argv], check=False, timeout=20)
+        if not res.ok:
+            raise StepError(f"links on {node}: `{' '.join(argv)}` failed in its namespace: {res.tail(3)}")
+
     def dead(self, running: RunningNetwork) -> list[str]:
         services = {svc.name: svc for svc in self.client.services.list(filters={"label": f"{RUN_LABEL}={running.run_id}"})}
         out = []
@@ -262,9 +307,12 @@ class SwarmBackend(DockerBackend):
             svc = services.get(f"kist-{running.run_id}-{name}")
             if svc is None or ((_latest(svc.tasks()) or {}).get("Status") or {}).get("State") != "running":
                 out.append(name)
-        return out
+        return out + linkemu.dead_lines(running.run_dir)
 
     def stop(self) -> None:
+        for h in self._line_handles:   # rules and lines first, then the services
+            linkemu.stop(h)
+        self._line_handles = []
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()

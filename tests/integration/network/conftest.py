@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,3 +66,28 @@ def engine() -> Iterator[Any]:
                           "dockerd; it goes when dockerd restarts)", stacklevel=1)
             after = (*after[:2], False)
     assert after == before, "the swarm mode (or docker_gwbridge) was not left as found"
+
+
+Established = list[tuple[str, str, str, float]]   # (node, peer node, congestion control, tcp_info min_rtt ms)
+
+
+def _established(containers: dict[str, Any], name_of: dict[str, str]) -> Established:
+    """Every established TCP connection of each node to another node, as `ss -ti` in its
+    container sees it: a connection's min_rtt is the path's round trip as TCP measured it."""
+    rows = []
+    for node, cont in containers.items():
+        code, raw = cont.exec_run(["ss", "-tinH", "state", "established"])
+        assert code == 0, raw
+        lines = raw.decode(errors="replace").splitlines()
+        for head, info in zip(lines[::2], lines[1::2], strict=False):
+            cols = head.split()
+            peer = cols[3].rsplit(":", 1)[0] if len(cols) >= 4 else ""
+            m = re.search(r"\bminrtt:([0-9.]+)", info)
+            if peer in name_of and name_of[peer] != node and m:
+                rows.append((node, name_of[peer], info.split()[0], float(m.group(1))))
+    return rows
+
+
+@pytest.fixture
+def established() -> Callable[[dict[str, Any], dict[str, str]], Established]:
+    return _established

@@ -17,6 +17,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,7 +269,7 @@ def test_killed_harness_then_net_down_leaves_nothing(caps: hostcaps.HostCaps, tm
 
 
 @pytest.mark.skipif(not os.path.exists("/var/run/docker.sock"), reason="no Docker engine socket here")
-def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps) -> None:
+def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps, established: Any) -> None:
     from harness.network import docker as docker_backend
     cc = next((c for c in caps.allowed_cc if c != caps.default_cc), caps.default_cc)
     net = _net("dl", f'[links]\nlatency_ms = 6\ncongestion = "{cc}"\n[links.classes.client]\nlatency_ms = 20\n')
@@ -279,23 +280,14 @@ def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps
         assert plan is not None and plan["mechanism"] == "delayline"
         latency = {(p["src"], p["dst"]): p["latency_ms"] for p in plan["paths"]}
         name_of = {n.control_host: n.name for n in running.nodes} | {s.host: s.name for s in running.servers}
-        rows = []
-        for n in running.nodes:
-            assert n.container is not None
-            out = subprocess.run(["docker", "exec", n.container, "ss", "-tinH", "state", "established"],
-                                 capture_output=True, text=True, timeout=30).stdout.splitlines()
-            for head, info in zip(out[::2], out[1::2], strict=False):
-                cols = head.split()
-                peer = cols[3].rsplit(":", 1)[0] if len(cols) >= 4 else ""
-                m = re.search(r"\bminrtt:([0-9.]+)", info)
-                if peer in name_of and m:
-                    assert info.split()[0] == cc, f"{n.name}: congestion control {info.split()[0]}, not {cc}"
-                    want = latency[(n.name, name_of[peer])] + latency[(name_of[peer], n.name)]
-                    rows.append((n.name, name_of[peer], want, float(m.group(1))))
+        client = docker_backend._client()
+        rows = established({n.name: client.containers.get(n.container) for n in running.nodes}, name_of)
         assert len(rows) >= 4, rows
-        for a, b, want, got in rows:
+        for a, b, got_cc, got in rows:
+            assert got_cc == cc, f"{a}: congestion control {got_cc}, not {cc}"
+            want = latency[(a, b)] + latency[(b, a)]
             assert abs(got - want) <= max(0.1 * want, 1.0), f"{a}->{b}: configured {want} ms, min_rtt {got} ms"
-        print("\n".join(f"{a}->{b}: configured {w:g} ms, tcp_info min_rtt {g:.2f} ms" for a, b, w, g in rows))
+        print("\n".join(f"{a}->{b}: configured {latency[(a, b)] + latency[(b, a)]:g} ms, tcp_info min_rtt {g:.2f} ms"
+                        for a, b, _, g in rows))
     assert _tagged_rules(rid) == []
     assert _delay_lines(str(running.run_dir)) == []
-    assert docker_backend.leftovers(rid) == []

@@ -36,6 +36,8 @@ def test_main_job_on_a_single_node_swarm(engine: Any, tmp_path: Path) -> None:
     assert out.divergences == 0
     assert out.runs > 100 and out.decisions >= 10_000
     assert out.downloads > 0
+    assert out.report is not None
+    assert re.search(r"delayline: \d+ directed paths", out.report.read_text()), "the default's [links] not in force"
     assert re.search(r"KIST [1-9]\d*, Vanilla [1-9]", " ".join(out.phases)), out.phases
     assert out.network_dir is not None and not out.network_dir.exists()
 

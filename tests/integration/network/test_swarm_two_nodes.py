@@ -68,5 +68,7 @@ def test_main_job_on_a_two_node_swarm(engine: Any, tmp_path: Path) -> None:
     assert {"kist", "vanilla", "webk", "bulkv"} <= on_worker  # the exits go where the swarm spreads them
     assert not on_worker & {"auth0", "auth1", "auth2", "guard", "webv", "bulkk", "server"}
     assert out.divergences == 0
+    assert out.report is not None
+    assert re.search(r"delayline: \d+ directed paths", out.report.read_text()), "the default's [links] not in force"
     assert out.runs > 100 and out.decisions >= 10_000
     assert re.search(r"KIST [1-9]\d*, Vanilla [1-9]", " ".join(out.phases)), out.phases

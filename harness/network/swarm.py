@@ -288,10 +288,10 @@ class SwarmBackend(DockerBackend):
                 return
             raise StepError(f"scenario {net.source}, [links]: {why}; place every node on this machine "
                             "(placement constraints), or set optional = true in [links] to run with plain links")
-        if plan.set_congestion:
-            for name, prefix in spaces.items():   # before tor starts: every connection uses it
-                self._run_in(prefix, ["sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={plan.congestion}"],
-                             name)
+        settings = [f"{key}={value}" for key, value in linkapply.sysctls(plan).items()]
+        if settings:   # the same sysctls the Docker backend gives each container; before tor starts
+            for name, prefix in spaces.items():
+                self._run_in(prefix, ["sysctl", "-q", "-w", *settings], name)
         self._line_handles = linkapply.start_per_node(net, layout, self._run_id, plan, str(self._subnet), spaces)
 
     @staticmethod

@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,23 @@ def _established(containers: dict[str, Any], name_of: dict[str, str]) -> Establi
 @pytest.fixture
 def established() -> Callable[[dict[str, Any], dict[str, str]], Established]:
     return _established
+
+
+def _delay_lines(marker: str) -> list[int]:
+    """Pids of live delay-line processes whose command line holds marker (a run directory or a
+    network's name), read from /proc here rather than from the harness's own handles."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "harness.network.delayline" in cmd and marker in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+@pytest.fixture
+def delay_lines() -> Callable[[str], list[int]]:
+    return _delay_lines

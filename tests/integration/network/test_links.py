@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from harness.config import Network, parse_scenario
 from harness.network import hostcaps, lifecycle, linkapply
 from harness.network.linkmeasure import run_isolated
 from harness.network.linkprobe import binomial_interval
+
+DelayLines = Callable[[str], list[int]]  # conftest.py's delay_lines
 
 pytestmark = [
     pytest.mark.integration,
@@ -183,19 +186,6 @@ def _tagged_rules(prefix: str) -> list[str]:
     return [line for line in out.splitlines() if f"kist-harness-links:{prefix}" in line]
 
 
-def _delay_lines(marker: str) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "harness.network.delayline" in cmd and marker in cmd:
-                pids.append(int(d.name))
-    return pids
-
-
 def _ss_conns(pids: dict[int, str], ips: dict[str, str]) -> list[tuple[str, str, float, float]]:
     """(node, peer node, srtt ms, minrtt ms) of the established TCP connections a node opened.
 
@@ -218,13 +208,13 @@ def _ss_conns(pids: dict[int, str], ips: dict[str, str]) -> list[tuple[str, str,
     return conns
 
 
-def test_tor_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps) -> None:
+def test_tor_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps, delay_lines: DelayLines) -> None:
     net = _net("tl", '[links]\nlatency_ms = 6\n[links.classes.client]\nlatency_ms = 20\n')
     with lifecycle.up(net, "local") as running:
         rid = running.run_id
         members = len(running.nodes) + len(running.servers)
         assert len(_tagged_rules(rid)) == 2 + members            # MSS clamp, NFQUEUE, a MARK per node
-        assert _delay_lines(str(running.run_dir))
+        assert delay_lines(str(running.run_dir))
         plan = linkapply.read_in_force(running.run_dir)
         assert plan is not None and plan["mechanism"] == "delayline"
         name_of = {n.control_host: n.name for n in running.nodes} | {s.host: s.name for s in running.servers}
@@ -239,10 +229,10 @@ def test_tor_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.Ho
             assert abs(minrtt - want) <= max(0.1 * want, 1.0), rows[-1]
         print("\n".join(rows))
     assert _tagged_rules(rid) == []
-    assert _delay_lines(str(running.run_dir)) == []
+    assert delay_lines(str(running.run_dir)) == []
 
 
-def test_killed_harness_then_net_down_leaves_nothing(caps: hostcaps.HostCaps, tmp_path: Path) -> None:
+def test_killed_harness_then_net_down_leaves_nothing(caps: hostcaps.HostCaps, tmp_path: Path, delay_lines: DelayLines) -> None:
     """The harness dies (SIGKILL) with links in force; `net down` removes rules, delay line and cgroups."""
     scen = tmp_path / "links-int.toml"
     scen.write_text(NODES.format(name="ci") + "[links]\nlatency_ms = 30\n")
@@ -258,18 +248,18 @@ def test_killed_harness_then_net_down_leaves_nothing(caps: hostcaps.HostCaps, tm
     finally:
         proc.kill()
         proc.wait(10)
-    assert _tagged_rules("ci-") and _delay_lines("kist-net-ci-"), "nothing to clean up: the test proves nothing"
+    assert _tagged_rules("ci-") and delay_lines("kist-net-ci-"), "nothing to clean up: the test proves nothing"
     down = subprocess.run([sys.executable, "-m", "harness.cli", "net", "down", str(scen)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert _tagged_rules("ci-") == []
-    assert _delay_lines("kist-net-ci-") == []
+    assert delay_lines("kist-net-ci-") == []
     root = linkapply.cgroup_root()
     assert root is None or not any((root / linkapply.CGROUP_DIR).glob("ci-*"))
 
 
 @pytest.mark.skipif(not os.path.exists("/var/run/docker.sock"), reason="no Docker engine socket here")
-def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps, established: Any) -> None:
+def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps.HostCaps, established: Any, delay_lines: DelayLines) -> None:
     from harness.network import docker as docker_backend
     cc = next((c for c in caps.allowed_cc if c != caps.default_cc), caps.default_cc)
     net = _net("dl", f'[links]\nlatency_ms = 6\ncongestion = "{cc}"\n[links.classes.client]\nlatency_ms = 20\n')
@@ -290,4 +280,4 @@ def test_docker_network_sees_the_emulated_path_and_leaves_nothing(caps: hostcaps
         print("\n".join(f"{a}->{b}: configured {latency[(a, b)] + latency[(b, a)]:g} ms, tcp_info min_rtt {g:.2f} ms"
                         for a, b, _, g in rows))
     assert _tagged_rules(rid) == []
-    assert _delay_lines(str(running.run_dir)) == []
+    assert delay_lines(str(running.run_dir)) == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,20 +47,8 @@ latency_ms = 20
 """
 
 
-def _delay_lines(run_dir: Path) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "harness.network.delayline" in cmd and str(run_dir) in cmd:
-                pids.append(int(d.name))
-    return pids
-
-
-def test_swarm_network_sees_the_emulated_path_and_leaves_nothing(engine: Any, established: Any) -> None:
+def test_swarm_network_sees_the_emulated_path_and_leaves_nothing(engine: Any, established: Any,
+                                                                  delay_lines: Any) -> None:
     caps = hostcaps.probe()
     if not caps.delayline:
         pytest.fail(f"this host cannot run the delay line: {caps.line()} ({caps.detail})")
@@ -71,7 +58,7 @@ def test_swarm_network_sees_the_emulated_path_and_leaves_nothing(engine: Any, es
         plan = linkapply.read_in_force(running.run_dir)
         assert plan is not None and plan["mechanism"] == "delayline", plan
         members = len(running.nodes) + len(running.servers)
-        assert len(_delay_lines(running.run_dir)) == members   # one per task namespace
+        assert len(delay_lines(str(running.run_dir))) == members   # one per task namespace
         latency = {(p["src"], p["dst"]): p["latency_ms"] for p in plan["paths"]}
         name_of = _overlay_names(engine, running)
         rows = established({n.name: engine.containers.get(n.container) for n in running.nodes}, name_of)
@@ -84,7 +71,7 @@ def test_swarm_network_sees_the_emulated_path_and_leaves_nothing(engine: Any, es
             assert abs(got - want) <= max(0.1 * want, 1.0), report[-1]
         print("\n".join(report))
         run_dir = running.run_dir
-    assert _delay_lines(run_dir) == []
+    assert delay_lines(str(run_dir)) == []
 
 
 def _overlay_names(engine: Any, running: Any) -> dict[str, str]:

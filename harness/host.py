@@ -200,11 +200,16 @@ def allow_congestion(cc: str) -> bool:
     return True
 
 
+def packages_for(parts: tuple[str, ...]) -> list[str]:
+    """The Debian packages of ``parts``, each once, in the order given: parts share packages
+    (tor, iptables, debootstrap), and `host setup` says how many it installed."""
+    return list(dict.fromkeys(pkg for part in parts for pkg in PACKAGES[part]))
+
+
 def setup(parts: tuple[str, ...] = tuple(PACKAGES)) -> list[str]:
     """Bring the host to what the tests and the main job need; return what was done."""
     done = []
-    wanted = [pkg for part in parts for pkg in PACKAGES[part]]
-    installed = ensure_packages(wanted)
+    installed = ensure_packages(packages_for(parts))
     if installed:
         done.append(f"installed {len(installed)} packages: {' '.join(installed)}")
     if "build" in parts and ensure_deb_src():

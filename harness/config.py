@@ -174,6 +174,10 @@ class Network:
     links: LinkModel | None = None       # [links]: latency/jitter/loss/rate on every path (harness.network.links)
     # [network] consensus_params: what the authorities vote (ConsensusParams), e.g. orconn_high
     consensus_params: tuple[tuple[str, int], ...] = ()
+    # [network] vote_stable: the authorities vote Stable for every relay from the first consensus
+    # (else the median uptime decides, voteflags.c:81-104, and about half the relays get it).
+    # Conflux legs need Stable on every hop (CIRCLAUNCH_NEED_UPTIME, conflux_pool.c:1137).
+    vote_stable: bool = False
 
     def by_role(self, *roles: Role) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.role in roles)
@@ -243,7 +247,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Netwo
     _only(ctx, "top level", data, {"network", "authorities", "relays", "clients", "fileservers", "traffic",
                                    "variants", "links"})
     net = _table(ctx, "network", data.get("network", {}))
-    _only(ctx, "network", net, {"name", "bootstrap_timeout_s", "consensus_params"})
+    _only(ctx, "network", net, {"name", "bootstrap_timeout_s", "consensus_params", "vote_stable"})
     name = _get(ctx, "network", net, "name", str, Path(source).stem)
     timeout = float(_get(ctx, "network", net, "bootstrap_timeout_s", (int, float), 60.0))
     if timeout <= 0:
@@ -279,7 +283,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Netwo
     from harness.network.links import parse_links  # here: harness.network imports this module
     links = parse_links(data.get("links"), source, [n.name for n in nodes] + [s.name for s in servers])
     params = _consensus_params(ctx, net.get("consensus_params", {}))
-    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout, variants, links, params)
+    vote_stable = _get(ctx, "network", net, "vote_stable", bool, False)
+    network = Network(name, source, tuple(nodes), tuple(servers), traffic, timeout, variants, links, params,
+                      vote_stable)
     _check_network(ctx, network)
     return network
 

@@ -165,5 +165,7 @@ def _authority_lines(net: Network, keys: Mapping[str, Keys]) -> list[str]:
         "# Every relay is on one machine: count them all as reachable at once.",
         "TestingMinExitFlagThreshold 0",
         "TestingMinFastFlagThreshold 0",
-    ] + ([f"ConsensusParams {' '.join(f'{k}={v}' for k, v in net.consensus_params)}"]
+    ] + (["# Stable for every relay at once (no uptime needed): clients can build conflux legs,",
+          "# which need Stable on every hop (conflux_pool.c:1137).",
+          "AuthDirVoteStableGuaranteeMinUptime 0"] if net.vote_stable else []) + ([f"ConsensusParams {' '.join(f'{k}={v}' for k, v in net.consensus_params)}"]
          if net.consensus_params else [])

@@ -180,3 +180,11 @@ def test_consensus_params_reach_the_description() -> None:
     net = _parse(MINIMAL + "[network]\nconsensus_params = { orconn_high = 1028, cellq_low = 5 }\n")
     assert net.consensus_params == (("cellq_low", 5), ("orconn_high", 1028))
     assert _parse(MINIMAL).consensus_params == ()
+
+
+def test_vote_stable_is_a_bool() -> None:
+    assert _parse(MINIMAL + "[network]\nvote_stable = true\n").vote_stable is True
+    assert _parse(MINIMAL).vote_stable is False
+    with pytest.raises(InputError) as info:
+        _parse(MINIMAL + "[network]\nvote_stable = 1\n")
+    assert "'vote_stable' must be bool" in str(info.value)

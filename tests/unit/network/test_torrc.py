@@ -162,3 +162,16 @@ def test_consensus_params_are_voted_by_the_authorities_only() -> None:
     relay = _options(torrc.render(net, by_name["kist"], layout, keys).splitlines())
     assert "ConsensusParams" not in relay
     assert "ConsensusParams" not in _options(_torrc("auth0"))  # none asked, none voted
+
+
+def test_vote_stable_is_voted_by_the_authorities_only() -> None:
+    import dataclasses
+
+    net, layout, keys = _setup()
+    by_name = {n.name: n for n in net.nodes}
+    assert "AuthDirVoteStableGuaranteeMinUptime" not in _options(_torrc("auth0"))  # not asked: the median decides
+    net = dataclasses.replace(net, vote_stable=True)
+    auth = _options(torrc.render(net, by_name["auth0"], layout, keys).splitlines())
+    assert auth["AuthDirVoteStableGuaranteeMinUptime"] == ["0"]
+    relay = _options(torrc.render(net, by_name["kist"], layout, keys).splitlines())
+    assert "AuthDirVoteStableGuaranteeMinUptime" not in relay

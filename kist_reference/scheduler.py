@@ -107,6 +107,7 @@ class Policy:
         """``channel_flush_some_cells`` (channel.c:1735-1770)."""
         if num_cells <= 0 or not chan.open:
             return 0
+        env.sync(st)  # cells queued while the previous call's last cell was sent (below)
         mux = chan.mux
         if mux.n_cells + mux.destroy_q <= 0:
             return 0
@@ -114,11 +115,19 @@ class Policy:
             st, env, chan, MAX_CELLS_PER_FLUSH_CALL if num_cells > MAX_CELLS_PER_FLUSH_CALL else num_cells)
 
     def flush_from_first_active_circuit(self, st: RunState, env: Environment, chan: Channel, limit: int) -> int:
-        """``channel_flush_from_first_active_circuit`` (relay.c:3114-3273)."""
-        mux = chan.mux
+        """``channel_flush_from_first_active_circuit`` (relay.c:3114-3273).
+
+        Sending a cell can queue more on this channel before the loop picks the next circuit:
+        a circuit whose queue falls to the low-water mark unblocks its streams (relay.c:3269),
+        ``connection_start_reading`` processes what is already in their inbufs
+        (mainloop.c), and the packaged cells reach this mux (relay.c:3453, the recorded
+        ``hw``). So each pick first applies the calls recorded since the last cell, and
+        reads the mux again (a snapshot replaces it)."""
         f = st.scale_factor
         n = 0
         while n < limit:
+            env.sync(st)
+            mux = chan.mux
             circ = mux.pick()
             if circ is DESTROY:
                 mux.sent_destroy()  # popped from the destroy queue whether or not the write works

@@ -19,6 +19,9 @@ faults injected from outside the model, at real boundaries, while the clients do
   Tor then exits on its next configuration change (scheduler.c:296-307: no usable scheduler
   in ``Schedulers=KIST``), which the phase-end restore is: that relay's restore failing is
   expected and said;
+- a client building 40 circuits a second through three patched relays by its control port and
+  closing each 3 s later: a circuit created in the coarse-clock step where Tor's two EWMA tick
+  readers disagree rescales backwards (circuitmux_ewma.c:147-155 vs 533);
 - the arms add KISTLite, KIST with a tiny socket-buffer factor (limits reached: channels
   re-added), and Vanilla; ``slow`` runs at tor's smallest relay rate (token buckets dry,
   outbufs above the high-water mark).
@@ -68,6 +71,9 @@ STRACE = "strace"
 # stops land inside its work (between a run's end and its reschedule too: the run-late branch),
 # unlike a SIGSTOP, which mostly lands in its idle epoll wait.
 STARVE_QUOTA_US, STARVE_PERIOD_US = 3000, 20000
+# Circuit churn: circuits per second a client builds through patched relays, and how long
+# each stays open before it is closed.
+CHURN_RATE, CHURN_LIFETIME_S = 40, 3.0
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 
@@ -124,6 +130,7 @@ def plan(duration_s: float = DURATION_S, period_s: float = PERIOD_S, arms: str =
                                                              (64.0, "slow"), (36.0, "exitp"), (56.0, "exitp"))),
                *([Fault(last.start + 1.5, "strace", "einval",
                         f"getsockopt:error=EINVAL until {duration_s - 1.0:g} s")] if lethal else []),
+               Fault(3.0, "churn", "webs", f"guard,einval,exitp {CHURN_RATE}/s until {duration_s - 6:g} s"),
                # every 500th write(2) of the busiest middle fails (OpenSSL writes TLS records with write):
                # mostly a KIST run's kernel write
                Fault(10.0, "strace", "kist", "write:error=ECONNRESET:when=300+500 until 70 s")]
@@ -197,6 +204,8 @@ class Injector(threading.Thread):
             return f"SIGSTOP pid {pid}, SIGCONT {secs:g} s later"
         if fault.action == "starve":
             return self._starve(pid, fault)
+        if fault.action == "churn":
+            return self._churn(fault)
         # strace: the syscall boundary; every getsockopt of the relay fails with EINVAL
         spec, _, until_text = fault.detail.partition(" until ")
         argv = [STRACE, "-qq", "-f", "-p", str(pid), "-e", f"trace={spec.split(':')[0]}",
@@ -230,6 +239,65 @@ class Injector(threading.Thread):
             if res.stdout.strip():
                 done.append(f"{local}->{peer} ({sendq} B unsent)")
         return f"ss -K: aborted {', '.join(done) or 'nothing'}"
+
+    def _churn(self, fault: Fault) -> str:
+        """Circuits built and torn down through patched relays at a steady rate, from the client's
+        control port (EXTENDCIRCUIT with an explicit path, CLOSECIRCUIT a few seconds later).
+
+        Each circuit's EWMA data is allocated at its CREATE with ``cell_ewma_get_tick``, which
+        already returns the next tick at exactly one tick length past the tick's start, while the
+        CREATED cell is flushed with ``cell_ewma_get_current_tick_and_fraction``, which advances
+        only past it (circuitmux_ewma.c:147-155 vs 533): a circuit created in that coarse-clock
+        step rescales backwards (the model's ``scale_factor_between`` with a negative diff).
+        One coarse step (4 ms at HZ=250) in every 10 s tick: only many circuits land in it."""
+        spec, _, until_text = fault.detail.partition(" until ")
+        hops_text, rate_text = spec.split()
+        hops = hops_text.split(",")
+        rate = float(rate_text.removesuffix("/s"))
+        until = float(until_text.split()[0])
+        fingerprints = [self._fingerprint(node) for node in hops]
+        host, port = self._torrc_value(fault.node, "ControlPort").rsplit(":", 1)
+        cookie = Path(self._torrc_value(fault.node, "CookieAuthFile"))
+        threading.Thread(target=self._churn_loop, args=(fault, host, int(port), cookie, fingerprints, rate, until),
+                         name="edge-churn", daemon=True).start()
+        return f"{rate:g} circuits/s through {hops_text} until {until:g} s"
+
+    def _churn_loop(self, fault: Fault, host: str, port: int, cookie: Path, path: list[str], rate: float,
+                    until: float) -> None:
+        import stem
+        from stem.control import Controller
+
+        from harness.control.auth import Credentials, authenticate
+
+        built = refused = 0
+        open_circs: list[tuple[float, str]] = []
+        try:
+            with Controller.from_port(address=host, port=port) as ctl:
+                authenticate(ctl, Credentials(cookie_path=cookie))
+                next_at = time.monotonic()
+                while not self.stop.is_set() and time.monotonic() < self.t0 + until:
+                    try:
+                        open_circs.append((time.monotonic(), ctl.extend_circuit("0", path, await_build=False)))
+                        built += 1
+                    except stem.ControllerError:
+                        refused += 1  # too many pending (MaxClientCircuitsPending): the next one may go
+                    while open_circs and open_circs[0][0] < time.monotonic() - CHURN_LIFETIME_S:
+                        with contextlib.suppress(stem.ControllerError):
+                            ctl.close_circuit(open_circs.pop(0)[1])
+                    next_at += 1.0 / rate
+                    self.stop.wait(max(0.0, next_at - time.monotonic()))
+                for _, circ in open_circs:
+                    with contextlib.suppress(stem.ControllerError):
+                        ctl.close_circuit(circ)
+        except (stem.SocketError, HarnessError, OSError) as exc:
+            fault.done += f"; stopped: {exc}"
+        fault.done += f"; {built} circuits launched, {refused} refused"
+        log.info("churn on %s: %d circuits launched, %d refused", fault.node, built, refused)
+
+    def _fingerprint(self, node: str) -> str:
+        """A relay's RSA identity, from the ``fingerprint`` file tor writes in its DataDirectory."""
+        text = (Path(self._torrc_value(node, "DataDirectory")) / "fingerprint").read_text()
+        return "$" + text.split()[1]
 
     def _torrc_value(self, node: str, option: str) -> str:
         """An option's value in the node's torrc (under this network's run dir)."""

@@ -14,8 +14,19 @@ def test_every_fault_targets_a_node_of_the_edge_scenario() -> None:
     names = {n.name for n in load_scenario(str(scenario_path("edge"))).nodes}
     p = plan()
     assert {f.node for f in p.faults} <= names
-    assert {f.action for f in p.faults} == {"stop", "starve", "kill", "drop", "strace"}
+    assert {f.action for f in p.faults} == {"stop", "starve", "kill", "drop", "strace", "churn"}
     assert all(0 < f.at_s < DURATION_S for f in p.faults)
+
+
+def test_the_churn_goes_from_a_client_through_patched_relays_only() -> None:
+    from harness.config import Binary, Role
+
+    by_name = {n.name: n for n in load_scenario(str(scenario_path("edge"))).nodes}
+    [churn] = [f for f in plan().faults if f.action == "churn"]
+    assert by_name[churn.node].role is Role.CLIENT
+    hops = churn.detail.split()[0].split(",")
+    assert len(hops) == 3 and all(by_name[h].binary is Binary.PATCHED for h in hops)
+    assert by_name[hops[-1]].role is Role.EXIT
 
 
 def test_the_einval_fault_falls_in_the_last_kist_period() -> None:

@@ -111,8 +111,7 @@ def require(step: str) -> list[str]:
 
     Returns what was installed (empty when everything was there: a few dpkg-query calls).
     """
-    wanted = [pkg for part in STEP_NEEDS[step] for pkg in PACKAGES[part]]
-    installed = ensure_packages(list(dict.fromkeys(wanted)))
+    installed = ensure_packages(packages_for(STEP_NEEDS[step]))
     if installed:
         log.info("%s step: installed %s", step, " ".join(installed))
     return installed

@@ -36,6 +36,7 @@ the local backend.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import logging
@@ -269,8 +270,8 @@ class Injector(threading.Thread):
 
         from harness.control.auth import Credentials, authenticate
 
-        built = refused = 0
-        open_circs: list[tuple[float, str]] = []
+        launched = refused = 0
+        open_circs: collections.deque[tuple[float, str]] = collections.deque()  # (launched at, id), oldest first
         try:
             with Controller.from_port(address=host, port=port) as ctl:
                 authenticate(ctl, Credentials(cookie_path=cookie))
@@ -278,12 +279,12 @@ class Injector(threading.Thread):
                 while not self.stop.is_set() and time.monotonic() < self.t0 + until:
                     try:
                         open_circs.append((time.monotonic(), ctl.extend_circuit("0", path, await_build=False)))
-                        built += 1
+                        launched += 1
                     except stem.ControllerError:
                         refused += 1  # too many pending (MaxClientCircuitsPending): the next one may go
                     while open_circs and open_circs[0][0] < time.monotonic() - CHURN_LIFETIME_S:
                         with contextlib.suppress(stem.ControllerError):
-                            ctl.close_circuit(open_circs.pop(0)[1])
+                            ctl.close_circuit(open_circs.popleft()[1])
                     next_at += 1.0 / rate
                     self.stop.wait(max(0.0, next_at - time.monotonic()))
                 for _, circ in open_circs:
@@ -291,8 +292,8 @@ class Injector(threading.Thread):
                         ctl.close_circuit(circ)
         except (stem.SocketError, HarnessError, OSError) as exc:
             fault.done += f"; stopped: {exc}"
-        fault.done += f"; {built} circuits launched, {refused} refused"
-        log.info("churn on %s: %d circuits launched, %d refused", fault.node, built, refused)
+        fault.done += f"; {launched} circuits launched, {refused} refused"
+        log.info("churn on %s: %d circuits launched, %d refused", fault.node, launched, refused)
 
     def _fingerprint(self, node: str) -> str:
         """A relay's RSA identity, from the ``fingerprint`` file tor writes in its DataDirectory."""

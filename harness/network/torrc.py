@@ -151,7 +151,7 @@ def _relay_lines(net: Network, node: Node, layout: Layout, keys: Mapping[str, Ke
 def _authority_lines(net: Network, keys: Mapping[str, Keys]) -> list[str]:
     exits = list(net.by_role(Role.EXIT))
     guards = [n for n in net.relays if n.vote_guard]
-    return [
+    out = [
         "# A v3 directory authority of this network.",
         "AuthoritativeDirectory 1",
         "V3AuthoritativeDirectory 1",
@@ -165,7 +165,11 @@ def _authority_lines(net: Network, keys: Mapping[str, Keys]) -> list[str]:
         "# Every relay is on one machine: count them all as reachable at once.",
         "TestingMinExitFlagThreshold 0",
         "TestingMinFastFlagThreshold 0",
-    ] + (["# Stable for every relay at once (no uptime needed): clients can build conflux legs,",
-          "# which need Stable on every hop (conflux_pool.c:1137).",
-          "AuthDirVoteStableGuaranteeMinUptime 0"] if net.vote_stable else []) + ([f"ConsensusParams {' '.join(f'{k}={v}' for k, v in net.consensus_params)}"]
-         if net.consensus_params else [])
+    ]
+    if net.vote_stable:
+        out += ["# Stable for every relay at once (no uptime needed): clients can build conflux legs,",
+                "# which need Stable on every hop (conflux_pool.c:1137).",
+                "AuthDirVoteStableGuaranteeMinUptime 0"]
+    if net.consensus_params:
+        out.append(f"ConsensusParams {' '.join(f'{k}={v}' for k, v in net.consensus_params)}")
+    return out

@@ -84,6 +84,26 @@ def _docker(*args: str, input_bytes: bytes | None = None, timeout: float = 300) 
         raise StepError(f"docker {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace')[-800:]}")
 
 
+def _remove_container(name: str, attempts: int = 6) -> str | None:
+    """``docker rm -f`` until the container is gone; None, or what the daemon last said.
+
+    One ``rm -f`` is not always enough: with the main job's tor processes just killed and the
+    machine loaded, the daemon can answer "tried to kill container, but did not receive an exit
+    event" and keep the container (CI saw one left behind on 2026-12-04). Checking that it is
+    gone, and asking again, is what makes the teardown promise true.
+    """
+    said = ""
+    for attempt in range(attempts):
+        proc = subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, text=True, timeout=180)
+        gone = subprocess.run(["docker", "container", "inspect", name], capture_output=True,
+                              timeout=60).returncode != 0
+        if gone:
+            return None
+        said = (proc.stderr or proc.stdout).strip()[-400:]
+        time.sleep(2.0 * (attempt + 1))
+    return said or "docker rm -f returned but the container is still listed"
+
+
 def _stream(container: str, script: str, say: Callable[[str], None], timeout: float) -> tuple[int, str]:
     """Run a shell script in the container, each output line to ``say``; (exit code, output)."""
     proc = subprocess.Popen(["docker", "exec", container, "bash", "-c", script], stdout=subprocess.PIPE,
@@ -139,7 +159,13 @@ def check(root: Path, say: Callable[[str], None] = print, timeout_s: float = 360
         code, out = _stream(name, f"cd /src && {env}{command}", say, timeout_s)
         seconds = time.monotonic() - t1
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+        left = _remove_container(name)
+        if left is not None:
+            say(f"the bare container {name} could not be removed ({left}); remove it with `docker rm -f {name}`")
+    if left is not None:
+        raise StepError(f"the bare container {name} could not be removed after 6 tries: {left}. "
+                        f"Remove it with `docker rm -f {name}`; the main job's result was: "
+                        f"exit {code} after {seconds:.0f} s.")
     m = _SUMMARY.search(out)
     return BareResult(command, code, seconds, t_pre, m.group(0) if m else "", out[-3000:])
 
